@@ -1,0 +1,5 @@
+import sys
+
+from jaxmlp.cli import main
+
+sys.exit(main())

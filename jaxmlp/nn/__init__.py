@@ -1,0 +1,1 @@
+"""Neural-network building blocks and architectures (flax linen + e3nn-jax)."""

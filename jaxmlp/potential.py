@@ -1,0 +1,65 @@
+"""Energy -> forces (gradient) -> stress (strain gradient), all by automatic differentiation.
+
+Units: energy eV, forces eV/Å, stress eV/Å³ with ASE's sign convention
+``stress = (1/V) dE/d(strain)`` (negative under compression... i.e. positive pressure
+means a negative trace).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxmlp.graph import Graph, edge_vectors
+
+
+class Predictions(NamedTuple):
+    energy: jnp.ndarray  # [n_graphs] eV (0 for the padding graph)
+    node_energies: jnp.ndarray  # [n_nodes] eV (0 for padding nodes)
+    forces: jnp.ndarray  # [n_nodes, 3] eV/Å
+    stress: jnp.ndarray  # [n_graphs, 3, 3] eV/Å³ (0 for non-periodic graphs)
+
+
+def graph_energy(apply_fn, params, graph: Graph, positions, cell):
+    """Per-graph and per-node energies (eV) for given positions and cells."""
+    vectors = edge_vectors(positions, cell, graph)  # [n_edges, 3]
+    node_e = apply_fn(
+        params, vectors, graph.species, graph.senders, graph.receivers, graph.edge_mask
+    )
+    node_e = jnp.where(graph.node_mask, node_e, 0.0)
+    energy = jax.ops.segment_sum(node_e, graph.node_graph, num_segments=graph.n_graphs)
+    return energy, node_e
+
+
+def predict(apply_fn, params, graph: Graph, *, compute_stress: bool = True) -> Predictions:
+    """Energies, forces and stress of every graph in one backward pass.
+
+    Stress is the derivative with respect to a symmetric strain eps applied to positions
+    and cell alike (x -> x (1 + eps)), divided by the cell volume.
+    """
+
+    def total_energy(positions, strain):
+        eps = 0.5 * (strain + jnp.swapaxes(strain, -1, -2))  # [n_graphs, 3, 3]
+        positions = positions + jnp.einsum("ni,nij->nj", positions, eps[graph.node_graph])
+        cell = graph.cell + jnp.einsum("gij,gjk->gik", graph.cell, eps)
+        energy, node_e = graph_energy(apply_fn, params, graph, positions, cell)
+        return jnp.sum(energy), (energy, node_e)
+
+    strain = jnp.zeros_like(graph.cell)
+    argnums = (0, 1) if compute_stress else 0
+    (_, (energy, node_e)), grads = jax.value_and_grad(
+        total_energy, argnums=argnums, has_aux=True
+    )(graph.positions, strain)
+    if compute_stress:
+        de_dx, de_deps = grads
+        volume = jnp.abs(jnp.linalg.det(graph.cell))  # [n_graphs]
+        periodic = volume > 1e-9
+        stress = jnp.where(
+            periodic[:, None, None], de_deps / jnp.where(periodic, volume, 1.0)[:, None, None], 0.0
+        )
+    else:
+        de_dx, stress = grads, jnp.zeros_like(graph.cell)
+    forces = jnp.where(graph.node_mask[:, None], -de_dx, 0.0)
+    return Predictions(energy, node_e, forces, stress)

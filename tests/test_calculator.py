@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk, molecule
+
+import jaxmlp
+from jaxmlp.graph import padding_for
+from jaxmlp.structure import Structure
+from jaxmlp.testing import predict_jit
+
+from conftest import small_nequip
+
+
+@pytest.fixture(scope="module")
+def calc_model():
+    return small_nequip()
+
+
+def test_ase_results_match_predict_and_fd(calc_model, x64):
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True) * (2, 1, 1)
+    atoms[3].symbol = "O"
+    atoms.rattle(0.05, seed=0)
+    atoms.calc = jaxmlp.JaxMLPCalculator(calc_model, dtype="float64")
+    energy = atoms.get_potential_energy()
+    forces = atoms.get_forces()
+    stress = atoms.get_stress()
+    assert atoms.get_potential_energies().sum() == pytest.approx(energy, abs=1e-9)
+    g = jaxmlp.batch_graphs(
+        [Structure.from_ase(atoms)], calc_model.species, calc_model.r_max, dtype=np.float64
+    )
+    ref = predict_jit(calc_model.apply_fn, calc_model.params, g)
+    assert energy == pytest.approx(float(ref.energy[0]), abs=1e-10)
+    np.testing.assert_allclose(forces, ref.forces[: len(atoms)], atol=1e-10)
+    # ASE's own finite differences of the calculator
+    np.testing.assert_allclose(
+        atoms.calc.calculate_numerical_forces(atoms, d=1e-5), forces, atol=1e-7
+    )
+    np.testing.assert_allclose(
+        atoms.calc.calculate_numerical_stress(atoms, d=1e-6), stress, atol=1e-8
+    )
+    assert np.abs(stress).max() > 1e-5
+
+
+def test_changing_atom_count_stays_in_few_compilations(calc_model):
+    calc = jaxmlp.JaxMLPCalculator(calc_model)
+    base = bulk("Cu", "fcc", a=3.6, cubic=True) * (2, 2, 2)
+    buckets = set()
+    for n_removed in range(1, 5):
+        atoms = base.copy()
+        del atoms[list(range(n_removed))]
+        atoms.calc = calc
+        atoms.get_potential_energy()
+        n_pairs = len(jaxmlp.neighbor_list(Structure.from_ase(atoms), calc_model.r_max).senders)
+        buckets.add(padding_for(len(atoms), n_pairs, 1))
+        assert calc.compilations == len(buckets)
+        before = calc.compilations
+        for step in range(3):  # same size, moved atoms: never a new compilation
+            atoms.positions += 0.01
+            atoms.get_forces()
+        assert calc.compilations == before
+    assert len(buckets) < 4  # 28..31 atoms: fewer buckets than sizes
+
+
+def test_float32_default_and_float64_agree(calc_model):
+    atoms = molecule("H2O")
+    atoms.symbols = "OCuCu"
+    atoms.positions *= 1.8
+    e32 = jaxmlp.JaxMLPCalculator(calc_model).get_potential_energy(atoms)
+    e64 = jaxmlp.JaxMLPCalculator(calc_model, dtype="float64").get_potential_energy(atoms)
+    assert e32 == pytest.approx(e64, abs=1e-4)
+    with pytest.raises(Exception):  # molecules have no stress
+        jaxmlp.JaxMLPCalculator(calc_model).get_property("stress", atoms)
+
+
+def test_unknown_element_error_names_element_and_index(calc_model):
+    atoms = Atoms("Cu2Fe", positions=[[0, 0, 0], [2.5, 0, 0], [0, 2.5, 0]])
+    atoms.calc = jaxmlp.JaxMLPCalculator(calc_model)
+    with pytest.raises(ValueError, match=r"Fe \(atom index 2\)"):
+        atoms.get_potential_energy()
+
+
+def test_calculator_loads_from_path(tmp_path, calc_model):
+    jaxmlp.save_model(calc_model, tmp_path / "m.jaxmlp")
+    atoms = bulk("Cu", "fcc", a=3.6)
+    e1 = jaxmlp.JaxMLPCalculator(tmp_path / "m.jaxmlp").get_potential_energy(atoms)
+    e2 = jaxmlp.JaxMLPCalculator(calc_model).get_potential_energy(atoms)
+    assert e1 == e2
