@@ -8,7 +8,7 @@ import jax
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
-from jaxmlp.graph import batch_graphs, neighbor_list, padding_for
+from jaxmlp.graph import batch_graphs, check_min_distance, neighbor_list, padding_for
 from jaxmlp.model import Model
 from jaxmlp.model_io import load_model
 from jaxmlp.potential import predict
@@ -32,11 +32,19 @@ class JaxMLPCalculator(Calculator):
     Args:
         model: a :class:`~jaxmlp.model.Model` or the path of a saved model file.
         dtype: ``"float32"`` (default) or ``"float64"``.
+        min_distance: atoms closer than this (Å) raise an error instead of giving
+            meaningless energies.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
-    def __init__(self, model: Model | str | os.PathLike, dtype: str = "float32", **kwargs):
+    def __init__(
+        self,
+        model: Model | str | os.PathLike,
+        dtype: str = "float32",
+        min_distance: float = 0.1,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not isinstance(model, Model):
             model = load_model(model)
@@ -44,6 +52,7 @@ class JaxMLPCalculator(Calculator):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         self.model = model
         self.dtype = dtype
+        self.min_distance = float(min_distance)
         self.compilations = 0
         apply_fn = model.apply_fn
 
@@ -57,6 +66,7 @@ class JaxMLPCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         structure = Structure.from_ase(self.atoms, source="ase.Atoms")
         neighbors = neighbor_list(structure, self.model.r_max)
+        check_min_distance(structure, neighbors, self.min_distance)
         sizes = padding_for(structure.n_atoms, len(neighbors.senders), 1)
         float_dtype = np.float64 if self.dtype == "float64" else np.float32
         graph = batch_graphs(

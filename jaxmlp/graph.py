@@ -90,6 +90,32 @@ def neighbor_list(structure: Structure, r_max: float) -> Neighbors:
     )
 
 
+def check_min_distance(
+    structure: Structure, neighbors: Neighbors, min_distance: float = 0.1
+) -> None:
+    """Raise if two atoms (or an atom and a periodic image) are closer than ``min_distance`` Å.
+
+    The error names the source and both atom indices; ``neighbors`` must come from a
+    cutoff >= ``min_distance``.
+    """
+    if len(neighbors.senders) == 0:
+        return
+    d = (
+        structure.positions[neighbors.receivers]
+        - structure.positions[neighbors.senders]
+        + neighbors.shifts @ structure.cell
+    )
+    r = np.linalg.norm(d, axis=1)
+    k = int(np.argmin(r))
+    if r[k] < min_distance:
+        i, j = int(neighbors.senders[k]), int(neighbors.receivers[k])
+        image = "" if not neighbors.shifts[k].any() else f" (periodic image {neighbors.shifts[k].tolist()})"
+        raise ValueError(
+            f"{structure.source}: atoms {i} and {j}{image} are {r[k]:.3f} Å apart, closer "
+            f"than {min_distance} Å (overlapping atoms)"
+        )
+
+
 def round_up(n: int, minimum: int = 8) -> int:
     """Next size bucket >= n: 2^k times 1, 1.25, 1.5 or 1.75 (at most 25% waste)."""
     n = max(int(n), minimum)

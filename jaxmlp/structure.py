@@ -50,6 +50,11 @@ class Structure:
                 f"{self.source}: {self.positions.shape[0]} positions but "
                 f"{self.numbers.shape[0]} atomic numbers"
             )
+        bad = np.flatnonzero(~np.isfinite(self.positions).all(axis=1))
+        if bad.size:
+            raise ValueError(f"{self.source}: non-finite position of atom index {bad[0]}")
+        if not np.isfinite(self.cell).all():
+            raise ValueError(f"{self.source}: non-finite cell")
         if self.pbc.any() and abs(np.linalg.det(self.cell)) < 1e-9:
             raise ValueError(f"{self.source}: periodic structure with a singular cell")
 

@@ -85,3 +85,16 @@ def test_calculator_loads_from_path(tmp_path, calc_model):
     e1 = jaxmlp.JaxMLPCalculator(tmp_path / "m.jaxmlp").get_potential_energy(atoms)
     e2 = jaxmlp.JaxMLPCalculator(calc_model).get_potential_energy(atoms)
     assert e1 == e2
+
+
+def test_overlapping_atoms_and_nan_positions_are_errors(calc_model):
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.positions[2] = atoms.positions[1] + [0.05, 0.0, 0.0]
+    atoms.calc = jaxmlp.JaxMLPCalculator(calc_model)
+    with pytest.raises(ValueError, match=r"atoms (1 and 2|2 and 1) .*0\.050 Å apart"):
+        atoms.get_potential_energy()
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.positions[3, 1] = np.nan
+    atoms.calc = jaxmlp.JaxMLPCalculator(calc_model)
+    with pytest.raises(ValueError, match="non-finite position of atom index 3"):
+        atoms.get_potential_energy()
