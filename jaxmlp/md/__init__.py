@@ -1,0 +1,1 @@
+"""Molecular dynamics on jax-md: energy functions, neighbor lists, integrators, runner."""
