@@ -1,0 +1,87 @@
+"""Accuracy of a model on labelled structures: MAE/RMSE and parity data.
+
+Units of the metrics: energy meV/atom, forces meV/Å, stress meV/Å³. Structures are
+batched into a few padding buckets, so evaluation compiles at most once per bucket.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from jaxmlp.data.batching import GraphDataset, make_batch, make_buckets, plan_batches
+from jaxmlp.model import Model
+from jaxmlp.potential import predict
+from jaxmlp.structure import Structure
+from jaxmlp.train.loss import error_sums, metrics_from_sums
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _predict_sums(apply_fn, params, batch):
+    pred = predict(apply_fn, params, batch.graph)
+    return pred, error_sums(pred, batch.labels)
+
+
+def evaluate(
+    model: Model,
+    structures: Sequence[Structure] | GraphDataset,
+    *,
+    batch_size: int = 8,
+    dtype: str = "float32",
+    num_buckets: int = 2,
+    return_predictions: bool = False,
+):
+    """Metrics of ``model`` over ``structures``.
+
+    Returns:
+        ``{"energy_mae_meV_per_atom", "energy_rmse_meV_per_atom", "forces_mae_meV_per_A",
+        "forces_rmse_meV_per_A", "stress_mae_meV_per_A3", "stress_rmse_meV_per_A3",
+        "n_structures"}`` (None for a quantity without labels); with
+        ``return_predictions`` also a dict of parity arrays: ``energy_ref``/``energy_pred``
+        [n] eV/atom, ``forces_ref``/``forces_pred`` [n_labelled_atoms, 3] eV/Å.
+    """
+    if isinstance(structures, GraphDataset):
+        dataset = structures
+    else:
+        dataset = GraphDataset.build(structures, model.species, model.r_max)
+    float_dtype = np.float64 if dtype == "float64" else np.float32
+    buckets = make_buckets([dataset], batch_size, num_buckets)
+    totals: dict = {}
+    parity = {"energy_ref": [], "energy_pred": [], "forces_ref": [], "forces_pred": []}
+    with jax.enable_x64(dtype == "float64"):
+        params = jax.tree.map(lambda p: np.asarray(p, float_dtype), model.params)
+        for info in plan_batches(dataset, batch_size, buckets):
+            batch = make_batch(dataset, info.indices, info.sizes, float_dtype)
+            pred, sums = jax.device_get(_predict_sums(model.apply_fn, params, batch))
+            for k, v in sums.items():
+                totals[k] = totals.get(k, 0.0) + float(v)
+            if return_predictions:
+                lab = batch.labels
+                n = len(info.indices)
+                e_mask = lab.energy_mask[:n]
+                parity["energy_ref"].append((lab.energy[:n] / lab.n_atoms[:n])[e_mask])
+                parity["energy_pred"].append((pred.energy[:n] / lab.n_atoms[:n])[e_mask])
+                parity["forces_ref"].append(lab.forces[lab.forces_mask])
+                parity["forces_pred"].append(np.asarray(pred.forces)[lab.forces_mask])
+    metrics = metrics_from_sums(totals) | {"n_structures": len(dataset)}
+    if not return_predictions:
+        return metrics
+    parity = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parity.items()}
+    return metrics, parity
+
+
+def format_metrics(metrics: dict) -> str:
+    """A short human-readable table of metrics."""
+    rows = [("energy", "meV/atom", "meV_per_atom"), ("forces", "meV/Å", "meV_per_A"), ("stress", "meV/Å³", "meV_per_A3")]
+    lines = [f"{'':8s} {'MAE':>10s} {'RMSE':>10s}"]
+    for name, unit, key in rows:
+        mae, rmse = metrics.get(f"{name}_mae_{key}"), metrics.get(f"{name}_rmse_{key}")
+        if mae is None:
+            lines.append(f"{name:8s} {'-':>10s} {'-':>10s}   (no labels)")
+        else:
+            lines.append(f"{name:8s} {mae:10.2f} {rmse:10.2f}   {unit}")
+    lines.append(f"structures: {metrics.get('n_structures')}")
+    return "\n".join(lines)

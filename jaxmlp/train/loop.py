@@ -1,0 +1,316 @@
+"""``fit(config)``: the training loop from data files to a saved model.
+
+Reads and validates the data, computes statistics (E0, shift, scale, average number of
+neighbors) into the model config, trains with a jitted, buffer-donating step over
+bucketed batches, validates the EMA weights, keeps the best model, stops early or on a
+wall-clock budget, checkpoints every epoch (resumable), and writes to the run directory:
+
+    config.yaml      the configuration used
+    log.jsonl, log.csv  one record per epoch: losses, E/F/S MAE and RMSE (meV/atom,
+                     meV/Å, meV/Å³), learning rate, compilations, throughput
+    checkpoints/last.ckpt
+    model.jaxmlp     best EMA weights (load with ``jaxmlp.load_model``)
+    metrics.json     final validation/test metrics
+    parity.png, learning_curve.png
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxmlp.data.batching import GraphDataset, make_batch, make_buckets, plan_batches
+from jaxmlp.data.dataset import LabelKeys, random_split, read_structures, species_of
+from jaxmlp.data.statistics import compute_statistics
+from jaxmlp.evaluate import evaluate
+from jaxmlp.model import Model, build_model
+from jaxmlp.model_io import atomic_write_bytes, save_model
+from jaxmlp.train.checkpoint import load_checkpoint, save_checkpoint
+from jaxmlp.train.config import Config, ConfigError
+from jaxmlp.train.loss import LossWeights, metrics_from_sums
+from jaxmlp.train.optim import make_optimizer, plateau_factor, set_plateau_factor
+from jaxmlp.train.step import init_state, make_steps
+
+CHECKPOINT = os.path.join("checkpoints", "last.ckpt")
+
+
+class FitResult(NamedTuple):
+    model: Model  # best EMA weights, statistics in the config
+    run_dir: str
+    history: list  # one dict per epoch
+    metrics: dict  # {"valid": {...}, "test": {...} or None, ...}
+
+
+def load_data(config: Config):
+    """``(train, valid, test)`` lists of structures (test may be empty)."""
+    d = config.data
+    keys = LabelKeys(d.energy_key, d.forces_key, d.stress_key)
+    read = lambda path: read_structures(path, keys, min_distance=d.min_distance)
+    train = read(d.train_file)
+    valid = read(d.valid_file) if d.valid_file else None
+    test = read(d.test_file) if d.test_file else None
+    if valid is None or test is None:
+        fractions = (d.valid_fraction if valid is None else 0.0, d.test_fraction if test is None else 0.0)
+        train, split_valid, split_test = random_split(train, fractions, d.split_seed)
+        valid = valid if valid is not None else split_valid
+        test = test if test is not None else split_test
+    if d.max_train is not None and d.max_train < len(train):
+        order = np.random.default_rng([d.split_seed, 7]).permutation(len(train))
+        train = [train[i] for i in order[: d.max_train]]
+    if not valid:
+        raise ConfigError("no validation structures: give data.valid_file or valid_fraction > 0")
+    return train, valid, test
+
+
+def _atomic_energies(model_section: dict, species):
+    given = model_section.get("atomic_energies")
+    if given is None:
+        return None
+    if isinstance(given, dict):
+        missing = [s for s in species if s not in given]
+        if missing:
+            raise ConfigError(f"model.atomic_energies lacks {missing}")
+        return [float(given[s]) for s in species]
+    if len(given) != len(species):
+        raise ConfigError(f"model.atomic_energies has {len(given)} values for species {list(species)}")
+    return [float(e) for e in given]
+
+
+def _write_logs(run_dir: str, history: list) -> None:
+    text = "".join(json.dumps(r) + "\n" for r in history)
+    atomic_write_bytes(os.path.join(run_dir, "log.jsonl"), text.encode())
+    if history:
+        columns = list(dict.fromkeys(k for r in history for k in r))
+        path = os.path.join(run_dir, "log.csv")
+        with open(path + ".part", "w", newline="") as f:
+            writer = csv.DictWriter(f, columns)
+            writer.writeheader()
+            for r in history:
+                writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
+        os.replace(path + ".part", path)
+
+
+def _read_history(run_dir: str, last_epoch: int) -> list:
+    path = os.path.join(run_dir, "log.jsonl")
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    return [r for r in records if r["epoch"] <= last_epoch]
+
+
+def _add(total, sums):
+    return sums if total is None else jax.tree.map(jnp.add, total, sums)
+
+
+def fit(
+    config: Config,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    callback: Callable[[int, dict], None] | None = None,
+) -> FitResult:
+    """Train a model as configured (see the module docstring for the outputs).
+
+    Args:
+        config: the run configuration.
+        resume: continue from ``output/checkpoints/last.ckpt``.
+        overwrite: start afresh even if the run directory has a checkpoint.
+        callback: called as ``callback(epoch, record)`` after every epoch (after the
+            checkpoint is written); may raise to stop.
+
+    Raises:
+        ConfigError: bad configuration, or an existing run without resume/overwrite.
+        DatasetError: bad data (names file, frame, atom).
+    """
+    t_start = time.perf_counter()
+    tc = config.train
+    run_dir = config.output
+    ckpt_path = os.path.join(run_dir, CHECKPOINT)
+    if os.path.exists(ckpt_path) and not (resume or overwrite):
+        raise ConfigError(
+            f"{run_dir} already holds a run; pass --resume to continue it or --overwrite "
+            "to start again"
+        )
+    os.makedirs(run_dir, exist_ok=True)
+    atomic_write_bytes(os.path.join(run_dir, "config.yaml"), config.to_yaml().encode())
+
+    train, valid, test = load_data(config)
+    species = tuple(config.model.get("species") or species_of(train + valid + (test or [])))
+    r_max = float(config.model["r_max"])
+    train_ds = GraphDataset.build(train, species, r_max)
+    valid_ds = GraphDataset.build(valid, species, r_max)
+    stats = compute_statistics(
+        train, train_ds.neighbors, species, _atomic_energies(config.model, species)
+    )
+    model = build_model(
+        config.model["name"],
+        species,
+        r_max,
+        tc.seed,
+        atomic_energies=stats.atomic_energies,
+        scale=stats.scale,
+        shift=stats.shift,
+        avg_num_neighbors=stats.avg_num_neighbors,
+        **config.hyper,
+    )
+    apply_fn = model.apply_fn
+    float_dtype = np.float64 if tc.dtype == "float64" else np.float32
+    buckets = make_buckets([train_ds, valid_ds], tc.batch_size, tc.num_buckets, tc.seed)
+    steps_per_epoch = math.ceil(len(train_ds) / tc.batch_size)
+    optimizer = make_optimizer(
+        tc.learning_rate,
+        tc.epochs * steps_per_epoch,
+        optimizer=tc.optimizer,
+        schedule=tc.schedule,
+        warmup_steps=int(round(tc.warmup_epochs * steps_per_epoch)),
+        min_lr_ratio=tc.min_lr_ratio,
+        clip_norm=tc.clip_norm,
+        weight_decay=tc.weight_decay,
+    )
+    weights = LossWeights(tc.energy_weight, tc.forces_weight, tc.stress_weight)
+    fns = make_steps(
+        apply_fn, optimizer, weights, ema_decay=tc.ema_decay, loss=tc.loss, huber_delta=tc.huber_delta
+    )
+    compiles = {"train": 0, "eval": 0}
+
+    def counted(name, fn):
+        def traced(*args):
+            compiles[name] += 1  # runs only while tracing
+            return fn(*args)
+
+        return traced
+
+    train_step = jax.jit(counted("train", fns.train_step), donate_argnums=0)
+    eval_step = jax.jit(counted("eval", fns.eval_step))
+    config_json = model.config.to_json()
+
+    history: list = []
+    loop = {
+        "epoch": 0,
+        "best_valid": None,
+        "best_epoch": 0,
+        "bad_evals": 0,
+        "plateau_best": None,
+        "plateau_bad": 0,
+        "seed": tc.seed,
+    }
+    with jax.enable_x64(tc.dtype == "float64"):
+        cast = lambda tree: jax.tree.map(lambda p: jnp.asarray(p, float_dtype), tree)
+        state = init_state(cast(model.params), optimizer)
+        best_params = jax.device_get(state.ema_params)
+        if resume:
+            state, best_params, loop = load_checkpoint(ckpt_path, state, best_params, config_json)
+            state = jax.tree.map(jnp.asarray, state)
+            history = _read_history(run_dir, loop["epoch"])
+        stop_reason = "epochs"
+        n_steps_left = (tc.epochs - loop["epoch"]) * steps_per_epoch
+        bar = tqdm(total=max(n_steps_left, 0), desc="training", unit="step", disable=not tc.progress, dynamic_ncols=True)
+        try:
+            for epoch in range(loop["epoch"] + 1, tc.epochs + 1):
+                compiles_before = compiles["train"] + compiles["eval"]
+                t0 = time.perf_counter()
+                totals = None
+                for info in plan_batches(train_ds, tc.batch_size, buckets, shuffle_seed=[tc.seed, epoch]):
+                    batch = make_batch(train_ds, info.indices, info.sizes, float_dtype)
+                    state, sums = train_step(state, batch)
+                    totals = _add(totals, sums)
+                    bar.update(1)
+                totals = jax.device_get(totals)
+                t_train = time.perf_counter() - t0
+                record = {
+                    "epoch": epoch,
+                    "step": int(state.step),
+                    "lr_factor": plateau_factor(state.opt_state),
+                    "train_loss": float(totals["loss"] / totals["loss_n"]),
+                    **{f"train_{k}": v for k, v in metrics_from_sums(totals).items()},
+                    "train_time_s": t_train,
+                    "structures_per_s": len(train_ds) / t_train,
+                }
+                evaluated = epoch % tc.eval_every == 0 or epoch == tc.epochs
+                if evaluated:
+                    vtotals = None
+                    for info in plan_batches(valid_ds, tc.batch_size, buckets):
+                        batch = make_batch(valid_ds, info.indices, info.sizes, float_dtype)
+                        vtotals = _add(vtotals, eval_step(state.ema_params, batch))
+                    vtotals = jax.device_get(vtotals)
+                    valid_loss = float(vtotals["loss"] / vtotals["loss_n"])
+                    record["valid_loss"] = valid_loss
+                    record |= {f"valid_{k}": v for k, v in metrics_from_sums(vtotals).items()}
+                    if loop["best_valid"] is None or valid_loss < loop["best_valid"]:
+                        loop.update(best_valid=valid_loss, best_epoch=epoch, bad_evals=0)
+                        best_params = jax.device_get(state.ema_params)
+                    else:
+                        loop["bad_evals"] += 1
+                    if tc.schedule == "plateau":
+                        if loop["plateau_best"] is None or valid_loss < 0.999 * loop["plateau_best"]:
+                            loop.update(plateau_best=valid_loss, plateau_bad=0)
+                        else:
+                            loop["plateau_bad"] += 1
+                            if loop["plateau_bad"] >= tc.plateau_patience:
+                                factor = plateau_factor(state.opt_state) * tc.plateau_factor
+                                state = state.replace(opt_state=set_plateau_factor(state.opt_state, factor))
+                                loop["plateau_bad"] = 0
+                record["best_epoch"] = loop["best_epoch"]
+                record["compiles_train"] = compiles["train"]
+                record["compiles_eval"] = compiles["eval"]
+                record["compiles_this_epoch"] = compiles["train"] + compiles["eval"] - compiles_before
+                record["elapsed_s"] = time.perf_counter() - t_start
+                loop["epoch"] = epoch
+                history.append(record)
+                save_checkpoint(ckpt_path, state, best_params, config_json, loop)
+                _write_logs(run_dir, history)
+                f_mae = record.get("valid_forces_mae_meV_per_A")
+                bar.set_postfix_str(
+                    f"epoch {epoch} loss {record['train_loss']:.3g}"
+                    + (f" valid F {f_mae:.1f} meV/Å" if f_mae is not None else "")
+                )
+                if callback is not None:
+                    callback(epoch, record)
+                if tc.patience is not None and loop["bad_evals"] >= tc.patience:
+                    stop_reason = f"early stopping (no improvement in {tc.patience} evaluations)"
+                    break
+                if tc.max_minutes is not None and time.perf_counter() - t_start > 60 * tc.max_minutes:
+                    stop_reason = f"time budget of {tc.max_minutes} min"
+                    break
+        finally:
+            bar.close()
+
+    best = Model(model.config, jax.tree.map(lambda p: np.asarray(p, np.float32), best_params))
+    save_model(best, os.path.join(run_dir, "model.jaxmlp"))
+    metrics = {
+        "stop_reason": stop_reason,
+        "epochs_run": loop["epoch"],
+        "best_epoch": loop["best_epoch"],
+        "compiles_train": compiles["train"],
+        "compiles_eval": compiles["eval"],
+        "buckets": [list(b) for b in buckets],
+        "n_train": len(train_ds),
+        "n_valid": len(valid_ds),
+        "n_test": len(test or []),
+        "statistics": stats._asdict(),
+        "wall_time_s": time.perf_counter() - t_start,
+    }
+    valid_metrics, parity = evaluate(best, valid_ds, batch_size=tc.batch_size, dtype=tc.dtype, return_predictions=True)
+    metrics["valid"] = valid_metrics
+    metrics["test"] = None
+    parity_title = "validation set"
+    if test:
+        metrics["test"], parity = evaluate(best, test, batch_size=tc.batch_size, dtype=tc.dtype, return_predictions=True)
+        parity_title = "test set"
+    atomic_write_bytes(os.path.join(run_dir, "metrics.json"), json.dumps(metrics, indent=2).encode())
+    from jaxmlp.plots import learning_curve_plot, parity_plot
+
+    parity_plot(parity, os.path.join(run_dir, "parity.png"), title=parity_title)
+    if history:
+        learning_curve_plot(history, os.path.join(run_dir, "learning_curve.png"))
+    return FitResult(best, run_dir, history, metrics)
