@@ -278,10 +278,19 @@ def _jitted_init(sim: Simulation):
 
         def init(params, key, positions, momenta, nbrs):
             integrator = sim.integrator(params)
-            return integrator.init_fn(key, positions, sim.masses, momenta, nbrs, sim.box)
+            state = integrator.init_fn(key, positions, sim.masses, momenta, nbrs, sim.box)
+            return _cast_floats(state, sim.dtype)  # jax-md builds some f32 leaves
 
         sim._chunk_cache["init"] = jax.jit(init)
     return sim._chunk_cache["init"]
+
+
+def _cast_floats(tree, dtype):
+    def cast(x):
+        x = jnp.asarray(x)
+        return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+    return jax.tree.map(cast, tree)
 
 
 @dataclasses.dataclass
