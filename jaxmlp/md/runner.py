@@ -122,7 +122,10 @@ class Simulation:
     def allocate(self, positions, box=None):
         """A fresh neighbor list (host; capacity = edges found x multiplier)."""
         kwargs = {} if box is None else {"box": box}
-        return self.neighbor_fns.allocate(positions, **kwargs)
+        nbrs = self.neighbor_fns.allocate(positions, **kwargs)
+        if nbrs.cell_size is not None:  # static field: a concrete array breaks pytree equality
+            nbrs = dataclasses.replace(nbrs, cell_size=float(nbrs.cell_size))
+        return nbrs
 
     def update(self, positions, nbrs, box=None):
         kwargs = {} if box is None else {"box": box}
