@@ -136,11 +136,13 @@ def relax(
                 raise RuntimeError(f"{system.source}: FIRE produced non-finite forces at step {steps}")
         box = box_of(state)
         if system.periodic:
-            energy, stress = stress_fn(sim.energy_fn, params, state.position, nbrs, box)
+            energy, stress = jax.jit(stress_fn, static_argnums=0)(
+                sim.energy_fn, params, state.position, nbrs, box
+            )
             cell = np.asarray(box, np.float64).T
             positions = np.asarray(state.position, np.float64) @ cell
         else:
-            energy = sim.energy_fn(params, state.position, nbrs)
+            energy = jax.jit(sim.energy_fn)(params, state.position, nbrs)
             stress, cell, positions = None, None, np.asarray(state.position, np.float64)
         forces = np.asarray(state.force, np.float64)
     rot = system.rotation

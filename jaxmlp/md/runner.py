@@ -122,14 +122,16 @@ class Simulation:
     def allocate(self, positions, box=None):
         """A fresh neighbor list (host; capacity = edges found x multiplier)."""
         kwargs = {} if box is None else {"box": box}
-        nbrs = self.neighbor_fns.allocate(positions, **kwargs)
+        with jax.numpy_rank_promotion("allow"):  # jax-md's cell list broadcasts implicitly
+            nbrs = self.neighbor_fns.allocate(positions, **kwargs)
         if nbrs.cell_size is not None:  # static field: a concrete array breaks pytree equality
             nbrs = dataclasses.replace(nbrs, cell_size=float(nbrs.cell_size))
         return nbrs
 
     def update(self, positions, nbrs, box=None):
         kwargs = {} if box is None else {"box": box}
-        return self.neighbor_fns.update(positions, nbrs, **kwargs)
+        with jax.numpy_rank_promotion("allow"):
+            return self.neighbor_fns.update(positions, nbrs, **kwargs)
 
 
 def make_simulation(
