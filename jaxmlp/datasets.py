@@ -27,7 +27,7 @@ from ase import units
 from ase.build import bulk, fcc111
 from ase.calculators.emt import EMT
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase.md.velocitydistribution import thermalize_momenta
 
 A_EMT = 3.59  # Å, EMT's equilibrium fcc lattice constant for Cu
 
@@ -66,7 +66,7 @@ def _md_snapshots(
     """Langevin MD with EMT; a labelled snapshot every ``every`` steps after equilibration."""
     atoms = atoms.copy()
     atoms.calc = EMT()
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+    thermalize_momenta(atoms, temperature_K=temperature_K, rng=rng)
     dyn = Langevin(
         atoms,
         timestep_fs * units.fs,

@@ -17,6 +17,7 @@ wall-clock budget, checkpoints every epoch (resumable), and writes to the run di
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import os
@@ -32,7 +33,7 @@ from jaxmlp.data.batching import GraphDataset, make_batch, make_buckets, plan_ba
 from jaxmlp.data.dataset import LabelKeys, random_split, read_structures, species_of
 from jaxmlp.data.statistics import compute_statistics
 from jaxmlp.evaluate import evaluate
-from jaxmlp.model import Model, build_model
+from jaxmlp.model import Model, build_model, make_apply_fn
 from jaxmlp.model_io import atomic_write_bytes, save_model
 from jaxmlp.train.checkpoint import load_checkpoint, save_checkpoint
 from jaxmlp.train.config import Config, ConfigError
@@ -112,6 +113,52 @@ def _add(total, sums):
     return sums if total is None else jax.tree.map(jnp.add, total, sums)
 
 
+def _step_settings(tc, steps_per_epoch: int) -> tuple:
+    """Everything of the train config that the compiled steps depend on (hashable)."""
+    return (
+        tc.learning_rate,
+        tc.optimizer,
+        tc.schedule,
+        int(round(tc.warmup_epochs * steps_per_epoch)),
+        tc.min_lr_ratio,
+        tc.clip_norm,
+        tc.weight_decay,
+        LossWeights(tc.energy_weight, tc.forces_weight, tc.stress_weight),
+        tc.ema_decay,
+        tc.loss,
+        tc.huber_delta,
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_steps(model_config, settings: tuple, total_steps: int):
+    """``(optimizer, train_step, eval_step, counter)``, jitted once per configuration.
+
+    Cached so that a resumed or repeated run in the same process reuses the compiled
+    programs; ``counter`` counts traces (= compilations) of each step.
+    """
+    lr, name, schedule, warmup, min_ratio, clip, wd, weights, ema, loss, delta = settings
+    optimizer = make_optimizer(
+        lr, total_steps, optimizer=name, schedule=schedule, warmup_steps=warmup,
+        min_lr_ratio=min_ratio, clip_norm=clip, weight_decay=wd,
+    )
+    fns = make_steps(
+        make_apply_fn(model_config), optimizer, weights, ema_decay=ema, loss=loss, huber_delta=delta
+    )
+    counter = {"train": 0, "eval": 0}
+
+    def counted(name, fn):
+        def traced(*args):
+            counter[name] += 1  # runs only while tracing
+            return fn(*args)
+
+        return traced
+
+    train_step = jax.jit(counted("train", fns.train_step), donate_argnums=0)
+    eval_step = jax.jit(counted("eval", fns.eval_step))
+    return optimizer, train_step, eval_step, counter
+
+
 def fit(
     config: Config,
     *,
@@ -163,35 +210,19 @@ def fit(
         avg_num_neighbors=stats.avg_num_neighbors,
         **config.hyper,
     )
-    apply_fn = model.apply_fn
     float_dtype = np.float64 if tc.dtype == "float64" else np.float32
     buckets = make_buckets([train_ds, valid_ds], tc.batch_size, tc.num_buckets, tc.seed)
     steps_per_epoch = math.ceil(len(train_ds) / tc.batch_size)
-    optimizer = make_optimizer(
-        tc.learning_rate,
-        tc.epochs * steps_per_epoch,
-        optimizer=tc.optimizer,
-        schedule=tc.schedule,
-        warmup_steps=int(round(tc.warmup_epochs * steps_per_epoch)),
-        min_lr_ratio=tc.min_lr_ratio,
-        clip_norm=tc.clip_norm,
-        weight_decay=tc.weight_decay,
-    )
-    weights = LossWeights(tc.energy_weight, tc.forces_weight, tc.stress_weight)
-    fns = make_steps(
-        apply_fn, optimizer, weights, ema_decay=tc.ema_decay, loss=tc.loss, huber_delta=tc.huber_delta
-    )
-    compiles = {"train": 0, "eval": 0}
+    total_steps = tc.epochs * steps_per_epoch
+    compiled = _compiled_steps(model.config, _step_settings(tc, steps_per_epoch), total_steps)
+    optimizer, train_step, eval_step, counter = compiled
+    compiles_at_start = dict(counter)
+    compiles = {k: 0 for k in counter}
 
-    def counted(name, fn):
-        def traced(*args):
-            compiles[name] += 1  # runs only while tracing
-            return fn(*args)
+    def count_compiles():
+        for k in counter:
+            compiles[k] = counter[k] - compiles_at_start[k]
 
-        return traced
-
-    train_step = jax.jit(counted("train", fns.train_step), donate_argnums=0)
-    eval_step = jax.jit(counted("eval", fns.eval_step))
     config_json = model.config.to_json()
 
     history: list = []
@@ -217,6 +248,7 @@ def fit(
         bar = tqdm(total=max(n_steps_left, 0), desc="training", unit="step", disable=not tc.progress, dynamic_ncols=True)
         try:
             for epoch in range(loop["epoch"] + 1, tc.epochs + 1):
+                count_compiles()
                 compiles_before = compiles["train"] + compiles["eval"]
                 t0 = time.perf_counter()
                 totals = None
@@ -260,6 +292,7 @@ def fit(
                                 factor = plateau_factor(state.opt_state) * tc.plateau_factor
                                 state = state.replace(opt_state=set_plateau_factor(state.opt_state, factor))
                                 loop["plateau_bad"] = 0
+                count_compiles()
                 record["best_epoch"] = loop["best_epoch"]
                 record["compiles_train"] = compiles["train"]
                 record["compiles_eval"] = compiles["eval"]
@@ -285,6 +318,7 @@ def fit(
         finally:
             bar.close()
 
+    count_compiles()
     best = Model(model.config, jax.tree.map(lambda p: np.asarray(p, np.float32), best_params))
     save_model(best, os.path.join(run_dir, "model.jaxmlp"))
     metrics = {

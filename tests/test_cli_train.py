@@ -1,0 +1,87 @@
+"""CLI round trip on a tiny config: train -> eval -> load."""
+
+import json
+import os
+
+import ase.io
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+
+import jaxmlp
+from jaxmlp.cli import main
+
+
+def write_frames(path, seeds, stress=True):
+    frames = []
+    for i in seeds:
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat([(1, 1, 1), (2, 1, 1)][i % 2])
+        atoms.rattle(0.08, seed=i)
+        atoms.calc = EMT()
+        atoms.info["REF_energy"] = atoms.get_potential_energy()
+        atoms.arrays["REF_forces"] = atoms.get_forces()
+        if stress:
+            atoms.info["REF_stress"] = atoms.get_stress(voigt=False).reshape(9)
+        atoms.calc = None
+        frames.append(atoms)
+    ase.io.write(path, frames, format="extxyz")
+    return path
+
+
+CONFIG = """
+model: {name: nequip, r_max: 3.0, num_layers: 1, channels: 4, l_max: 1, radial_hidden: [8]}
+data: {train_file: train.xyz, valid_file: valid.xyz, test_file: test.xyz,
+       energy_key: REF_energy, forces_key: REF_forces, stress_key: REF_stress}
+train: {epochs: 2, batch_size: 4, learning_rate: 0.005, energy_weight: 1.0,
+        forces_weight: 100.0, stress_weight: 10.0, ema_decay: 0.99, seed: 0,
+        max_minutes: 20, num_buckets: 1}
+output: run
+"""
+
+
+def test_train_eval_load_round_trip(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write_frames("train.xyz", range(8))
+    write_frames("valid.xyz", range(8, 11))
+    write_frames("test.xyz", range(11, 14), stress=False)
+    (tmp_path / "config.yaml").write_text(CONFIG)
+    assert main(["train", "config.yaml", "--set", "train.epochs=3", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "test:" in out and "forces" in out
+    log = [json.loads(line) for line in open("run/log.jsonl")]
+    assert [r["epoch"] for r in log] == [1, 2, 3]
+    for key in ("train_forces_mae_meV_per_A", "valid_energy_rmse_meV_per_atom", "valid_stress_mae_meV_per_A3"):
+        assert log[-1][key] > 0
+    metrics = json.load(open("run/metrics.json"))
+    assert metrics["compiles_train"] <= 1 and metrics["test"]["stress_mae_meV_per_A3"] is None
+
+    assert main(["eval", "run/model.jaxmlp", "test.xyz", "--json", "m.json"]) == 0
+    result = json.load(open("m.json"))
+    assert result["n_structures"] == 3
+    assert result["stress_mae_meV_per_A3"] is None
+    for key in ("energy_mae_meV_per_atom", "energy_rmse_meV_per_atom", "forces_mae_meV_per_A", "forces_rmse_meV_per_A"):
+        assert result[key] > 0
+    assert result["forces_mae_meV_per_A"] == pytest.approx(metrics["test"]["forces_mae_meV_per_A"], rel=1e-5)
+
+    # The saved model reproduces eval's force MAE through the ASE calculator.
+    model = jaxmlp.load_model("run/model.jaxmlp")
+    errors = []
+    for atoms in ase.io.read("test.xyz", ":"):
+        ref = atoms.arrays["REF_forces"]
+        atoms.calc = jaxmlp.JaxMLPCalculator(model)
+        errors.append(np.abs(atoms.get_forces() - ref).ravel())
+    assert 1000 * np.mean(np.concatenate(errors)) == pytest.approx(result["forces_mae_meV_per_A"], rel=1e-4)
+    assert main(["eval", "run/model.jaxmlp", "valid.xyz"]) == 0
+    assert "stress" in capsys.readouterr().out
+
+
+def test_cli_errors_name_the_problem(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text(CONFIG)
+    assert main(["train", "config.yaml", "--set", "train.lr=0.1"]) == 2
+    assert "train.lr" in capsys.readouterr().err
+    assert main(["train", "config.yaml"]) == 2  # data files missing
+    assert "train.xyz: no such data file" in capsys.readouterr().err
+    assert main(["eval", "nope.jaxmlp", "x.xyz"]) == 2
+    assert "nope.jaxmlp" in capsys.readouterr().err
