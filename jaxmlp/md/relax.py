@@ -127,7 +127,7 @@ def relax(
         while f > fmax and steps < max_steps:
             new_state, new_nbrs, new_f, overflow = run_chunk(state, nbrs)
             if bool(overflow):
-                nbrs = sim.allocate(state.position, box_of(state))
+                nbrs = sim.reallocate(state.position, nbrs, box_of(state))
                 reallocations += 1
                 continue
             state, nbrs, f = new_state, new_nbrs, float(new_f)

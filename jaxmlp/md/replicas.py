@@ -59,11 +59,14 @@ def unstack(tree, n: int):
     return [jax.tree.map(lambda x: x[i], tree) for i in range(n)]
 
 
-def allocate_batched(sim: Simulation, positions, template=None):
-    """One neighbor list per replica, padded to a common capacity, stacked."""
+def allocate_batched(sim: Simulation, positions, old_capacity: int = 0, template=None):
+    """One neighbor list per replica, padded to a common capacity, stacked.
+
+    The capacity is at least 1.2 x ``old_capacity`` (progress after an overflow).
+    """
     box = sim.box
     lists = [sim.allocate(p, box) for p in positions]
-    cap = max(int(nb.idx.shape[-1]) for nb in lists)
+    cap = max([int(nb.idx.shape[-1]) for nb in lists] + [int(np.ceil(1.2 * old_capacity))])
     cl_cap = lists[0].cell_list_capacity
     if cl_cap is not None:
         cl_cap = max(nb.cell_list_capacity for nb in lists)
@@ -176,7 +179,7 @@ def run_replicas(
                 run_chunk = make_replica_chunk(sim, n_frames, stride)
                 new_states, new_nbrs, frames = run_chunk(params, states, nbrs, kT)
                 if bool(jnp.any(frames.overflow[:, -1])):
-                    nbrs = allocate_batched(sim, states.position)
+                    nbrs = allocate_batched(sim, states.position, nbrs.idx.shape[-1])
                     reallocations += 1
                     continue
                 frames = jax.device_get(frames)

@@ -128,10 +128,30 @@ class Simulation:
             nbrs = dataclasses.replace(nbrs, cell_size=float(nbrs.cell_size))
         return nbrs
 
+    def reallocate(self, positions, old_nbrs, box=None, growth: float = 1.2):
+        """A new list for ``positions`` with at least ``growth`` x the old capacity.
+
+        Allocating from the same positions alone could return the same capacity
+        again; growing guarantees progress when the overflow happened later on.
+        """
+        nbrs = self.allocate(positions, box)
+        target = max(nbrs.idx.shape[-1], int(np.ceil(growth * old_nbrs.idx.shape[-1])))
+        return pad_capacity(nbrs, target)
+
     def update(self, positions, nbrs, box=None):
         kwargs = {} if box is None else {"box": box}
         with jax.numpy_rank_promotion("allow"):
             return self.neighbor_fns.update(positions, nbrs, **kwargs)
+
+
+def pad_capacity(nbrs, capacity: int):
+    """The Sparse list with ``capacity`` edge slots (extra slots are padding)."""
+    extra = capacity - nbrs.idx.shape[-1]
+    if extra <= 0:
+        return nbrs
+    n_atoms = nbrs.reference_position.shape[0]
+    idx = jnp.pad(nbrs.idx, ((0, 0), (0, extra)), constant_values=n_atoms)
+    return dataclasses.replace(nbrs, idx=idx, max_occupancy=capacity)
 
 
 def make_simulation(
@@ -393,7 +413,7 @@ def run(
                         f"{max_reallocations} reallocations"
                     )
                 box = sim.state_box(status.state)
-                status.nbrs = sim.allocate(status.state.position, box)
+                status.nbrs = sim.reallocate(status.state.position, status.nbrs, box)
                 status.reallocations += 1
                 continue
             in_a_row = 0
