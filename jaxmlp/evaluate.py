@@ -32,6 +32,7 @@ def evaluate(
     batch_size: int = 8,
     dtype: str = "float32",
     num_buckets: int = 2,
+    buckets=None,
     return_predictions: bool = False,
 ):
     """Metrics of ``model`` over ``structures``.
@@ -48,7 +49,8 @@ def evaluate(
     else:
         dataset = GraphDataset.build(structures, model.species, model.r_max)
     float_dtype = np.float64 if dtype == "float64" else np.float32
-    buckets = make_buckets([dataset], batch_size, num_buckets)
+    if buckets is None:
+        buckets = make_buckets([dataset], batch_size, num_buckets)
     totals: dict = {}
     parity = {"energy_ref": [], "energy_pred": [], "forces_ref": [], "forces_pred": []}
     with jax.enable_x64(dtype == "float64"):

@@ -1,7 +1,6 @@
 """CLI round trip on a tiny config: train -> eval -> load."""
 
 import json
-import os
 
 import ase.io
 import numpy as np

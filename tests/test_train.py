@@ -6,7 +6,6 @@ import ase.io
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 import yaml
 from ase.build import bulk

@@ -29,7 +29,7 @@ DEMO_TRAIN = {
     "batch_size": 4,
     "learning_rate": 0.01,
     "warmup_epochs": 2,
-    "energy_weight": 20.0,
+    "energy_weight": 200.0,
     "forces_weight": 100.0,
     "stress_weight": 1000.0,
     "ema_decay": 0.99,

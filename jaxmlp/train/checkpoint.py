@@ -10,7 +10,6 @@ file is replaced atomically: a kill mid-write leaves the previous checkpoint int
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import flax.serialization
 import jax

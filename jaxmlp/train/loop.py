@@ -38,7 +38,12 @@ from jaxmlp.model_io import atomic_write_bytes, save_model
 from jaxmlp.train.checkpoint import load_checkpoint, save_checkpoint
 from jaxmlp.train.config import Config, ConfigError
 from jaxmlp.train.loss import LossWeights, metrics_from_sums
-from jaxmlp.train.optim import make_optimizer, plateau_factor, set_plateau_factor
+from jaxmlp.train.optim import (
+    learning_rate_schedule,
+    make_optimizer,
+    plateau_factor,
+    set_plateau_factor,
+)
 from jaxmlp.train.step import init_state, make_steps
 
 CHECKPOINT = os.path.join("checkpoints", "last.ckpt")
@@ -156,7 +161,10 @@ def _compiled_steps(model_config, settings: tuple, total_steps: int):
 
     train_step = jax.jit(counted("train", fns.train_step), donate_argnums=0)
     eval_step = jax.jit(counted("eval", fns.eval_step))
-    return optimizer, train_step, eval_step, counter
+    lr_fn = learning_rate_schedule(
+        lr, total_steps, warmup_steps=warmup, schedule=schedule, min_lr_ratio=min_ratio
+    )
+    return optimizer, train_step, eval_step, counter, lr_fn
 
 
 def fit(
@@ -196,6 +204,7 @@ def fit(
     r_max = float(config.model["r_max"])
     train_ds = GraphDataset.build(train, species, r_max)
     valid_ds = GraphDataset.build(valid, species, r_max)
+    test_ds = GraphDataset.build(test, species, r_max) if test else None
     stats = compute_statistics(
         train, train_ds.neighbors, species, _atomic_energies(config.model, species)
     )
@@ -211,11 +220,13 @@ def fit(
         **config.hyper,
     )
     float_dtype = np.float64 if tc.dtype == "float64" else np.float32
-    buckets = make_buckets([train_ds, valid_ds], tc.batch_size, tc.num_buckets, tc.seed)
+    buckets = make_buckets(
+        [d for d in (train_ds, valid_ds, test_ds) if d is not None], tc.batch_size, tc.num_buckets, tc.seed
+    )
     steps_per_epoch = math.ceil(len(train_ds) / tc.batch_size)
     total_steps = tc.epochs * steps_per_epoch
     compiled = _compiled_steps(model.config, _step_settings(tc, steps_per_epoch), total_steps)
-    optimizer, train_step, eval_step, counter = compiled
+    optimizer, train_step, eval_step, counter, lr_fn = compiled
     compiles_at_start = dict(counter)
     compiles = {k: 0 for k in counter}
 
@@ -262,6 +273,7 @@ def fit(
                 record = {
                     "epoch": epoch,
                     "step": int(state.step),
+                    "learning_rate": float(lr_fn(int(state.step) - 1)) * plateau_factor(state.opt_state),
                     "lr_factor": plateau_factor(state.opt_state),
                     "train_loss": float(totals["loss"] / totals["loss_n"]),
                     **{f"train_{k}": v for k, v in metrics_from_sums(totals).items()},
@@ -330,16 +342,20 @@ def fit(
         "buckets": [list(b) for b in buckets],
         "n_train": len(train_ds),
         "n_valid": len(valid_ds),
-        "n_test": len(test or []),
+        "n_test": len(test_ds) if test_ds is not None else 0,
         "statistics": stats._asdict(),
         "wall_time_s": time.perf_counter() - t_start,
     }
-    valid_metrics, parity = evaluate(best, valid_ds, batch_size=tc.batch_size, dtype=tc.dtype, return_predictions=True)
+    valid_metrics, parity = evaluate(
+        best, valid_ds, batch_size=tc.batch_size, dtype=tc.dtype, buckets=buckets, return_predictions=True
+    )
     metrics["valid"] = valid_metrics
     metrics["test"] = None
     parity_title = "validation set"
-    if test:
-        metrics["test"], parity = evaluate(best, test, batch_size=tc.batch_size, dtype=tc.dtype, return_predictions=True)
+    if test_ds is not None:
+        metrics["test"], parity = evaluate(
+            best, test_ds, batch_size=tc.batch_size, dtype=tc.dtype, buckets=buckets, return_predictions=True
+        )
         parity_title = "test set"
     atomic_write_bytes(os.path.join(run_dir, "metrics.json"), json.dumps(metrics, indent=2).encode())
     from jaxmlp.plots import learning_curve_plot, parity_plot
