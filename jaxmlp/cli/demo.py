@@ -25,7 +25,7 @@ DEMO_MODEL = {
     "radial_hidden": [32],
 }
 DEMO_TRAIN = {
-    "epochs": 60,
+    "epochs": 80,
     "batch_size": 4,
     "learning_rate": 0.01,
     "warmup_epochs": 2,
@@ -34,7 +34,7 @@ DEMO_TRAIN = {
     "stress_weight": 1000.0,
     "ema_decay": 0.99,
     "seed": 0,
-    "max_minutes": 4.0,
+    "max_minutes": 5.0,
 }
 QUICK_COUNTS = dict(n_md=6, n_strained=12, n_vacancy=4, n_slab=4)
 QUICK_MODEL = DEMO_MODEL | {"channels": 8, "num_layers": 1, "radial_hidden": [16]}
@@ -261,9 +261,12 @@ def demo(out: str = "demo_output", *, quick: bool = False, seed: int = 0) -> dic
     md = run_md_stage(result.model, os.path.join(out, "md"), quick=quick, seed=seed)
     info["md"] = md
     thermo = md["thermo"]
+    series = {"T (K)": thermo["T_K"], "E_pot (eV)": thermo["Epot_eV"], "E_tot (eV)": thermo["Etot_eV"]}
+    if "conserved_eV" in thermo:
+        series["NH conserved (eV)"] = thermo["conserved_eV"]
     traces_plot(
         thermo["time_ps"],
-        {"T (K)": thermo["T_K"], "E_pot (eV)": thermo["Epot_eV"], "E_tot (eV)": thermo["Etot_eV"]},
+        series,
         os.path.join(out, "md_traces.png"),
         title=f"NVT {md['temperature_K']:.0f} K, {md['n_atoms']} Cu atoms",
     )
