@@ -80,10 +80,13 @@ class MDSystem:
         frac = np.linalg.solve(self.cell.T, self.positions.T).T
         return np.mod(frac, 1.0)
 
-    def initial_positions(self, dtype) -> jnp.ndarray:
-        """Positions in the integrator's parameterisation (fractional if periodic)."""
-        x = self.fractional() if self.periodic else self.positions
-        return jnp.asarray(x, dtype)
+    def initial_positions(self, dtype, fractional: bool = True) -> jnp.ndarray:
+        """Positions in the integrator's parameterisation (fractional if periodic and
+        ``fractional``, else Cartesian wrapped into the cell)."""
+        if not self.periodic:
+            return jnp.asarray(self.positions, dtype)
+        x = self.fractional()
+        return jnp.asarray(x if fractional else x @ self.cell, dtype)
 
     def to_input_frame(self, vectors: np.ndarray) -> np.ndarray:
         """Rotate [..., 3] Cartesian vectors (positions, velocities, forces) back."""
@@ -194,11 +197,16 @@ class Space(NamedTuple):
     shift_fn: Callable  # (R, dR [Å], **kw) -> R
 
 
-def make_space(system: MDSystem, dtype) -> Space:
-    """jax-md space: periodic_general with fractional coordinates, or free."""
+def make_space(system: MDSystem, dtype, fractional: bool = True) -> Space:
+    """jax-md space: periodic_general (fractional or Cartesian positions), or free.
+
+    NPT uses Cartesian positions: jax-md's isotropic NPT position update
+    ``shift_fn(R, R (e^x - 1) + ...)`` scales positions explicitly, which is only right
+    when they are Cartesian (with fractional ones the box scaling already moves them).
+    """
     if system.periodic:
         box = jnp.asarray(system.box, dtype)
-        return Space(*space.periodic_general(box, fractional_coordinates=True))
+        return Space(*space.periodic_general(box, fractional_coordinates=fractional))
     return Space(*space.free())
 
 
@@ -250,12 +258,14 @@ def neighbor_edges(displacement_fn, positions, neighbor, *, box=None, perturbati
 def stress_fn(energy_fn, params, positions, neighbor, box):
     """Potential energy (eV) and stress [3, 3] eV/Å³ (ASE sign) by strain derivative.
 
-    The strain acts on the box with fractional positions fixed: box -> (1 + eps) box.
+    The symmetric strain deforms every edge vector, d -> (1 + eps) d (jax-md's
+    ``perturbation``), which is the homogeneous deformation of cell and positions.
     """
+    eye = jnp.eye(3, dtype=box.dtype)
 
     def energy_of_strain(strain):
         eps = 0.5 * (strain + strain.T)
-        return energy_fn(params, positions, neighbor, box=box + eps @ box)
+        return energy_fn(params, positions, neighbor, box=box, perturbation=eye + eps)
 
     energy, de_deps = jax.value_and_grad(energy_of_strain)(jnp.zeros_like(box))
     return energy, de_deps / jnp.abs(jnp.linalg.det(box))

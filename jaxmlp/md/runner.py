@@ -95,6 +95,21 @@ class Simulation:
     _chunk_cache: dict = dataclasses.field(default_factory=dict)
 
     @property
+    def fractional(self) -> bool:
+        """Periodic positions are fractional, except under NPT (Cartesian)."""
+        return self.system.periodic and self.ensemble.name != "npt"
+
+    def cartesian(self, positions, box):
+        """[n, 3] Cartesian positions, Å, of positions in the integrator's form."""
+        return positions @ box.T if self.fractional else positions
+
+    def to_fractional(self, positions, box):
+        """Positions as the (always fractional) neighbor list sees them."""
+        if not self.system.periodic or self.fractional:
+            return positions
+        return jnp.mod(jnp.linalg.solve(box, positions.T).T, 1.0)
+
+    @property
     def x64(self) -> bool:
         return self.dtype == np.float64
 
@@ -122,6 +137,7 @@ class Simulation:
     def allocate(self, positions, box=None):
         """A fresh neighbor list (host; capacity = edges found x multiplier)."""
         kwargs = {} if box is None else {"box": box}
+        positions = self.to_fractional(positions, self.box if box is None else box)
         with jax.numpy_rank_promotion("allow"):  # jax-md's cell list broadcasts implicitly
             nbrs = self.neighbor_fns.allocate(positions, **kwargs)
         if nbrs.cell_size is not None:  # static field: a concrete array breaks pytree equality
@@ -140,6 +156,7 @@ class Simulation:
 
     def update(self, positions, nbrs, box=None):
         kwargs = {} if box is None else {"box": box}
+        positions = self.to_fractional(positions, self.box if box is None else box)
         with jax.numpy_rank_promotion("allow"):
             return self.neighbor_fns.update(positions, nbrs, **kwargs)
 
@@ -187,13 +204,14 @@ def make_simulation(
     if ensemble.name == "npt" and not system.periodic:
         raise ValueError(f"{system.source}: NPT needs a periodic cell")
     with jax.enable_x64(np_dtype == np.float64):
-        space = make_space(system, np_dtype)
+        space = make_space(system, np_dtype, fractional=ensemble.name != "npt")
+        frac_space = make_space(system, np_dtype) if ensemble.name == "npt" else space
         energy_fn = make_energy_fn(model.apply_fn, space.displacement_fn, system.species)
         # cutoff r_max + 0.2 skin, threshold 0.8 skin: list radius r_max + skin,
         # rebuilt after a displacement of 0.4 skin.
         neighbor_fns = make_neighbor_fns(
             system,
-            space.displacement_fn,
+            frac_space.displacement_fn,
             model.r_max + 0.2 * skin,
             0.8 * skin,
             capacity_multiplier=capacity_multiplier,
@@ -214,7 +232,7 @@ def observe(sim: Simulation, params, state, nbrs, kT) -> Frames:
     else:
         energy, stress = stress_fn(sim.energy_fn, params, state.position, nbrs, box)
         cell = box.T
-        positions = state.position @ cell  # [n, 3] fractional -> Cartesian
+        positions = sim.cartesian(state.position, box)  # [n, 3] Å
         volume = jnp.abs(jnp.linalg.det(box))
     return Frames(
         positions=positions,
@@ -288,7 +306,7 @@ def init_state(sim: Simulation, params, seed: int = 0, momenta=None, kT=None):
     """
     key = jax.random.PRNGKey(seed)
     key_v, key_int = jax.random.split(key)
-    positions = sim.system.initial_positions(sim.dtype)
+    positions = sim.system.initial_positions(sim.dtype, sim.fractional)
     if momenta is None:
         momenta = maxwell_boltzmann(key_v, sim.masses, sim.ensemble.temperature, sim.dtype)
     momenta = jnp.asarray(momenta, sim.dtype)
