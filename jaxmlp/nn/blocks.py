@@ -166,50 +166,37 @@ def conv_paths(
 
 
 class ConvPlan:
-    """Constant tensors of the edge tensor product, grouped by input l.
+    """Constant tensors of the edge tensor product, in blocks of (l_in, l_out).
 
-    For input l1, ``G[l1]`` is ``[2l1+1, D_sh, Q_l1]``: component coupling to the
-    outputs of all paths leaving l1 (CG * sqrt(2 l_out + 1), e3nn "component"
-    normalisation of a 'uvu' product with one weight per channel and path). Messages are
-    concatenated group after group ("group order"); ``path_of_q`` maps each of their Q
-    columns to its path, and ``to_sorted`` reorders them into the layout the mid linear
-    wants: for each l_out, ``[2 l_out + 1, P_l]`` (component-major, then path).
+    Paths are in mace-torch order (sorted by l_out, then l_in, then l_sh), so the paths
+    of one block ``(l1, l3)`` are a contiguous range ``paths[start:stop]`` and their
+    radial weights a contiguous slice. For each block, ``G`` is
+    ``[2l1+1, D_sh, 2l3+1, n_paths]``: CG(l1, l_sh, l3) * sqrt(2 l3 + 1) placed at the
+    path's sh components (e3nn "component" normalisation of a 'uvu' product, one weight
+    per channel and path). Messages come out in the layout the mid linear wants: for
+    each l3, ``[2l3+1, P_l3]`` (component-major, then path), l3 increasing.
     """
 
     def __init__(self, ls_in, ls_sh, ls_target):
         self.paths = conv_paths(ls_in, ls_sh, ls_target)
+        self.ls_in, self.ls_target = tuple(ls_in), tuple(ls_target)
         sh_off = l_offsets(ls_sh)
         d_sh = irreps_dim(ls_sh)
-        self.groups = []  # (l1, G [2l1+1, D_sh, Q_l1])
-        path_of_q, comp_of_q = [], []
-        for l1 in ls_in:
-            members = [p for p, path in enumerate(self.paths) if path[0] == l1]
-            if not members:
-                continue
-            q_l1 = sum(2 * self.paths[p][2] + 1 for p in members)
-            g = np.zeros((2 * l1 + 1, d_sh, q_l1))
-            col = 0
-            for p in members:
-                _, l2, l3 = self.paths[p]
-                cg = np.asarray(e3nn.clebsch_gordan(l1, l2, l3)) * math.sqrt(2 * l3 + 1)
-                g[:, sh_off[l2], col : col + 2 * l3 + 1] = cg
-                path_of_q += [p] * (2 * l3 + 1)
-                comp_of_q += list(range(2 * l3 + 1))
-                col += 2 * l3 + 1
-            self.groups.append((l1, g))
-        self.path_of_q = np.asarray(path_of_q, np.int32)
-        # target layout: for l_out in ls_target, for m, for path with that l_out
+        self.blocks = []  # (l1, l3, start, stop, G)
+        for l3 in self.ls_target:
+            for l1 in self.ls_in:
+                members = [i for i, p in enumerate(self.paths) if p[0] == l1 and p[2] == l3]
+                if not members:
+                    continue
+                start, stop = members[0], members[-1] + 1
+                assert members == list(range(start, stop))
+                g = np.zeros((2 * l1 + 1, d_sh, 2 * l3 + 1, len(members)))
+                for j, i in enumerate(members):
+                    l2 = self.paths[i][1]
+                    cg = np.asarray(e3nn.clebsch_gordan(l1, l2, l3)) * math.sqrt(2 * l3 + 1)
+                    g[:, sh_off[l2], :, j] = cg
+                self.blocks.append((l1, l3, start, stop, g))
         self.mid_counts = {l: sum(1 for p in self.paths if p[2] == l) for l in ls_target}
-        order = []
-        for l in ls_target:
-            members = [p for p, path in enumerate(self.paths) if path[2] == l]
-            for m in range(2 * l + 1):
-                for p in members:
-                    order.append(
-                        int(np.flatnonzero((self.path_of_q == p) & (np.asarray(comp_of_q) == m))[0])
-                    )
-        self.to_sorted = np.asarray(order, np.int32)
-        self.ls_in = tuple(ls_in)
 
     @property
     def num_paths(self) -> int:
@@ -219,6 +206,10 @@ class ConvPlan:
 def edge_tensor_product(plan: ConvPlan, x, sh, weights):
     """Per-edge, per-channel weighted tensor product of features and harmonics.
 
+    ``m[e, (l3, m3, p), c] = w[e, p, c] sum_{m1, m2} G_p[m1, m2, m3] x[e, m1, c]
+    sh[e, m2]``, evaluated block by block of (l_in, l_out) as fused elementwise
+    products (no gathers, so the backward pass has no scatters).
+
     Args:
         plan: constant coupling tensors (:class:`ConvPlan`).
         x: ``[n_edges, D_in, C]`` sender features.
@@ -226,20 +217,28 @@ def edge_tensor_product(plan: ConvPlan, x, sh, weights):
         weights: ``[n_edges, P, C]`` path weights from the radial MLP.
 
     Returns:
-        ``[n_edges, Q, C]`` messages in the plan's group order.
+        ``[n_edges, Q, C]`` messages, for each l_out ``[2 l_out + 1, P_l]`` flattened.
     """
     dtype = x.dtype
+    n_edges, _, c = x.shape
     src = l_offsets(plan.ls_in)
+    per_l3 = {}
+    for l1, l3, start, stop, g in plan.blocks:
+        a = jnp.einsum("ef,mfnp->emnp", sh, jnp.asarray(g, dtype))  # [e, 2l1+1, 2l3+1, n_p]
+        xl = x[:, src[l1], :]  # [e, 2l1+1, C]
+        w = weights[:, None, start:stop, :]  # [e, 1, n_p, C]
+        acc = a[:, 0, :, :, None] * (xl[:, 0, None, None, :] * w)
+        for m in range(1, 2 * l1 + 1):
+            acc = acc + a[:, m, :, :, None] * (xl[:, m, None, None, :] * w)
+        per_l3.setdefault(l3, []).append(acc)  # [e, 2l3+1, n_p, C]
     out = []
-    for l1, g in plan.groups:
-        a = jnp.einsum("ef,mfq->emq", sh, jnp.asarray(g, dtype))  # [e, 2l1+1, Q_l1]
-        xl = x[:, src[l1], :]
-        if l1 == 0:
-            out.append(a[:, 0, :, None] * xl)  # [e, Q_l1, C]
-        else:
-            out.append(jnp.einsum("emq,emc->eqc", a, xl))
-    messages = jnp.concatenate(out, axis=1) if len(out) > 1 else out[0]
-    return messages * weights[:, plan.path_of_q, :]
+    for l3 in plan.ls_target:
+        if l3 not in per_l3:
+            continue
+        blocks = per_l3[l3]
+        block = jnp.concatenate(blocks, axis=2) if len(blocks) > 1 else blocks[0]
+        out.append(block.reshape(n_edges, -1, c))
+    return jnp.concatenate(out, axis=1) if len(out) > 1 else out[0]
 
 
 class MidLinear(nn.Module):

@@ -77,7 +77,6 @@ class Interaction(nn.Module):
         weights = weights.reshape(-1, plan.num_paths, self.channels)  # [n_edges, P, C]
         messages = edge_tensor_product(plan, h[senders], sh, weights)  # [n_edges, Q, C]
         messages = jax.ops.segment_sum(messages, receivers, num_segments=n)  # [n, Q, C]
-        messages = messages[:, plan.to_sorted, :]
         mid_counts = tuple((l, plan.mid_counts[l]) for l in self.ls_target)
         a = MidLinear(mid_counts, self.channels, name="linear")(messages)
         a = a / self.avg_num_neighbors
