@@ -91,6 +91,7 @@ def copper_frames(
     n_vacancy: int = 40,
     n_slab: int = 40,
     temperatures_K: Sequence[float] = (300.0, 600.0, 900.0, 1200.0),
+    equilibrate_steps: int = 60,
 ) -> list[ase.Atoms]:
     """Labelled copper frames (``ase.Atoms`` with REF_* info/arrays), deterministic in seed.
 
@@ -101,6 +102,7 @@ def copper_frames(
         n_vacancy: vacancy snapshots per temperature (600 and 1000 K).
         n_slab: slab snapshots per temperature (300 and 700 K).
         temperatures_K: temperatures of the bulk MD, K.
+        equilibrate_steps: Langevin steps (5 fs) before the first snapshot of each run.
 
     Returns:
         ``len(temperatures_K) * n_md + n_strained + 2 * n_vacancy + 2 * n_slab`` frames.
@@ -111,7 +113,8 @@ def copper_frames(
     frames: list[ase.Atoms] = []
     for temperature in temperatures_K:
         frames += _md_snapshots(
-            supercell, temperature, n_md, rng, kind="bulk_md", with_stress=True
+            supercell, temperature, n_md, rng, kind="bulk_md", with_stress=True,
+            equilibrate=equilibrate_steps,
         )
     for _ in range(n_strained):
         atoms = supercell.copy()
@@ -124,12 +127,16 @@ def copper_frames(
     del vacancy[0]
     for temperature in (600.0, 1000.0):
         frames += _md_snapshots(
-            vacancy, temperature, n_vacancy, rng, kind="vacancy", with_stress=True
+            vacancy, temperature, n_vacancy, rng, kind="vacancy", with_stress=True,
+            equilibrate=equilibrate_steps,
         )
     slab = fcc111("Cu", size=(2, 2, 4), a=A_EMT, vacuum=4.0, periodic=False)
     slab.pbc = (True, True, False)
     for temperature in (300.0, 700.0):
-        frames += _md_snapshots(slab, temperature, n_slab, rng, kind="slab", with_stress=False)
+        frames += _md_snapshots(
+            slab, temperature, n_slab, rng, kind="slab", with_stress=False,
+            equilibrate=equilibrate_steps,
+        )
     return frames
 
 

@@ -229,7 +229,7 @@ def test_statistics_recover_reference_energies():
 
 
 def test_copper_data_is_deterministic_and_labelled():
-    counts = dict(n_md=1, n_strained=2, n_vacancy=1, n_slab=1, temperatures_K=(300.0, 900.0))
+    counts = dict(n_md=1, n_strained=2, n_vacancy=1, n_slab=1, temperatures_K=(300.0, 900.0), equilibrate_steps=5)
     a = copper_frames(7, **counts)
     b = copper_frames(7, **counts)
     c = copper_frames(8, **counts)

@@ -36,7 +36,7 @@ DEMO_TRAIN = {
     "seed": 0,
     "max_minutes": 5.0,
 }
-QUICK_COUNTS = dict(n_md=6, n_strained=12, n_vacancy=4, n_slab=4)
+QUICK_COUNTS = dict(n_md=6, n_strained=12, n_vacancy=4, n_slab=4, equilibrate_steps=20)
 QUICK_MODEL = DEMO_MODEL | {"channels": 8, "num_layers": 1, "radial_hidden": [16]}
 QUICK_TRAIN = DEMO_TRAIN | {"epochs": 3, "max_minutes": None}
 
