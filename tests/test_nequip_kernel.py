@@ -31,7 +31,7 @@ def test_edge_tensor_product_matches_e3nn_per_path(x64, l_max, parity):
     h = {ir: rng.normal(size=(n_edges, 2 * ir[0] + 1, channels)) for ir in irreps}
     weights = rng.normal(size=(n_edges, plan.num_paths, channels))
     row_weights = [weights[:, list(rows), :] for rows in plan.row_path]
-    h_senders = {ir: [jnp.asarray(x[:, i, :]) for i in range(x.shape[1])] for ir, x in h.items()}
+    h_senders = {ir: jnp.asarray(x) for ir, x in h.items()}
     out = edge_tensor_product(plan, h_senders, sh.array, row_weights)
 
     expected_paths = 0
@@ -79,8 +79,7 @@ def test_tensor_product_is_equivariant_under_rotation_with_inversion(x64):
         sh = e3nn.spherical_harmonics(
             e3nn.Irreps.spherical_harmonics(l_max), vectors, True, "component"
         ).array
-        split = {ir: [x[:, i, :] for i in range(x.shape[1])] for ir, x in h.items()}
-        return edge_tensor_product(plan, split, sh, row_weights)
+        return edge_tensor_product(plan, h, sh, row_weights)
 
     def rotate(ir, x):  # x [n, 2l+1, C]
         d = e3nn.Irrep(irrep_name(ir)).D_from_matrix(rotation)

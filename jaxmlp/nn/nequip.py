@@ -90,8 +90,12 @@ class RadialMLP(nn.Module):
             w = w.astype(z.dtype) * (1.0 / np.sqrt(z.shape[-1]))
             per_group = []
             for rows in groups:
-                cols = (np.asarray(rows)[:, None] * c + np.arange(c)[None, :]).reshape(-1)
-                per_group.append((z @ w[:, cols]).reshape(n_edges, len(rows), c))
+                paths, counts = np.unique(np.asarray(rows), return_counts=True)
+                blocks = [
+                    jnp.broadcast_to((z @ w[:, p * c : (p + 1) * c])[:, None, :], (n_edges, d3, c))
+                    for p, d3 in zip(paths, counts)
+                ]  # one [n_edges, C] matmul per path; broadcast over its 2 l3 + 1 rows
+                per_group.append(jnp.concatenate(blocks, axis=1))
             outs.append(per_group)
         return outs
 
@@ -143,8 +147,7 @@ class NequIPLayer(nn.Module):
         h_senders = {}
         for ir in self.irreps_in:
             w = self.param(f"linear_up_{irrep_name(ir)}", _normal, (c, c))
-            x = _linear(h[ir], w)  # [n_nodes, d, C]
-            h_senders[ir] = [x[:, i, :][senders] for i in range(x.shape[1])]  # [n_edges, C]
+            h_senders[ir] = _linear(h[ir], w)[senders]  # [n_edges, d, C]
         plan = self.plan()
         messages = edge_tensor_product(plan, h_senders, sh, weights)  # [[n_edges, rows, C]]
         norm = 1.0 / np.sqrt(self.avg_num_neighbors)
