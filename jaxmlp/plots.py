@@ -1,7 +1,7 @@
 """PNG figures of a training run (matplotlib, Agg backend: no display needed).
 
-Parity plots compare predicted and reference energies (meV/atom... shown in eV/atom) and
-force components (eV/Å); the learning curve shows validation errors per epoch.
+Parity plots compare predicted and reference energies (eV/atom) and force components
+(eV/Å); the learning curve shows losses and errors per epoch.
 """
 
 from __future__ import annotations
@@ -46,10 +46,14 @@ def learning_curve_plot(records: Sequence[dict], path: str | os.PathLike) -> str
     """Train/valid loss and validation E/F MAE versus epoch (log scale)."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
     epochs = [r["epoch"] for r in records]
+    def series(key):  # epochs without the value (eval_every > 1) are skipped
+        points = [(e, r[key]) for e, r in zip(epochs, records) if r.get(key) is not None]
+        return tuple(zip(*points)) if points else ((), ())
+
     for key, label in (("train_loss", "train"), ("valid_loss", "valid")):
-        values = [r.get(key) for r in records]
-        if any(v is not None for v in values):
-            axes[0].plot(epochs, [np.nan if v is None else v for v in values], label=label)
+        x, y = series(key)
+        if x:
+            axes[0].plot(x, y, label=label)
     axes[0].set_yscale("log")
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("loss")
@@ -59,9 +63,9 @@ def learning_curve_plot(records: Sequence[dict], path: str | os.PathLike) -> str
         ("valid_energy_mae_meV_per_atom", "valid energy MAE (meV/atom)"),
         ("train_forces_mae_meV_per_A", "train force MAE (meV/Å)"),
     ):
-        values = [r.get(key) for r in records]
-        if any(v is not None for v in values):
-            axes[1].plot(epochs, [np.nan if v is None else v for v in values], label=label)
+        x, y = series(key)
+        if x:
+            axes[1].plot(x, y, label=label)
     axes[1].set_yscale("log")
     axes[1].set_xlabel("epoch")
     axes[1].set_ylabel("error")
