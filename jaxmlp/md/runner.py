@@ -37,6 +37,7 @@ from jaxmlp.md.energy import (
     make_energy_fn,
     make_space,
     min_edge_length,
+    perpendicular_widths,
     prepare_system,
     stress_fn,
 )
@@ -250,8 +251,14 @@ def observe(sim: Simulation, params, state, nbrs, kT) -> Frames:
 def make_step_fn(sim: Simulation):
     """``step_fn(params, state, nbrs, kT) -> (state, nbrs)``: neighbor update + one step."""
 
+    npt = sim.ensemble.name == "npt"
+
     def step_fn(params, state, nbrs, kT):
         integrator = sim.integrator(params)
+        if npt:
+            # jax-md's rebuild test sees atom displacements, not a shrinking box: under
+            # NPT rebuild every step (a shifted reference forces it).
+            nbrs = dataclasses.replace(nbrs, reference_position=nbrs.reference_position + 0.5)
         nbrs = sim.update(state.position, nbrs, sim.state_box(state))
         state = integrator.apply_fn(state, nbrs, kT)
         return state, nbrs
@@ -359,9 +366,17 @@ def _first_bad_frame(sim: Simulation, frames, min_distance, blowup_temperature):
         & np.isfinite(p).all(axis=(1, 2))
         & np.isfinite(frames.forces).all(axis=(1, 2))
     )
+    cutoff = sim.model.r_max
     for i in range(len(finite)):
         if not finite[i]:
             return i, "non-finite energy, positions, momenta or forces"
+        if sim.system.periodic:
+            width = perpendicular_widths(np.asarray(frames.cell[i], np.float64)).min()
+            if width < 2 * cutoff:
+                return i, (
+                    f"the cell shrank to a width of {width:.3g} Å, below twice the cutoff "
+                    f"({2 * cutoff:.3g} Å); start from a larger supercell"
+                )
         if temps[i] > blowup_temperature:
             return i, f"temperature {temps[i]:.4g} K above the limit {blowup_temperature:.4g} K"
         if frames.min_distance[i] < min_distance:
