@@ -58,45 +58,35 @@ def _gate_acts():
 
 
 class RadialMLP(nn.Module):
-    """Per-layer radial MLPs: [n_edges, num_basis] -> per layer, per group [n_edges, rows, C].
+    """Per-layer radial MLPs: [n_edges, num_basis] -> per layer, per path [n_edges, C].
 
-    Layer i's MLP ends in a dense layer of num_paths * C outputs (its params); the forward
-    pass applies it with columns repeated so that it emits each tensor-product group's
-    per-row weights directly (exact; one matmul per group instead of a gather on edges).
+    Layer i's MLP ends in a dense layer of num_paths * C outputs (one param matrix); the
+    forward pass applies it one path's columns at a time, so each path's weights are
+    their own array (no slicing of an edge-sized array, whose gradient would be a pad).
     No biases, so zero radial features (padded edges, r >= r_max) give zero weights. The
     first dense layer of all layers is one matmul (params ``w0``: [num_basis, L * H]).
     """
 
     hidden: tuple[int, ...]
     channels: int
-    row_paths: tuple[tuple[tuple[int, ...], ...], ...]  # per layer, per group: path of each row
+    num_paths: tuple[int, ...]  # per layer
 
     @nn.compact
     def __call__(self, x):
-        n_layers = len(self.row_paths)
-        n_edges, n_basis = x.shape
+        n_basis = x.shape[1]
         c = self.channels
         h0 = self.hidden[0]
-        w0 = self.param("w0", _normal, (n_basis, n_layers * h0))
+        w0 = self.param("w0", _normal, (n_basis, len(self.num_paths) * h0))
         y = jax.nn.silu((x @ w0.astype(x.dtype)) * (1.0 / np.sqrt(n_basis))) * SILU_NORM
         outs = []
-        for i, groups in enumerate(self.row_paths):
+        for i, num_paths in enumerate(self.num_paths):
             z = y[:, i * h0 : (i + 1) * h0]
             for k, width in enumerate(self.hidden[1:]):
                 w = self.param(f"layer{i}_w{k + 1}", _normal, (z.shape[-1], width))
                 z = jax.nn.silu((z @ w.astype(z.dtype)) * (1.0 / np.sqrt(z.shape[-1]))) * SILU_NORM
-            num_paths = 1 + max(max(rows) for rows in groups if rows)
             w = self.param(f"layer{i}_w{len(self.hidden)}", _normal, (z.shape[-1], num_paths * c))
             w = w.astype(z.dtype) * (1.0 / np.sqrt(z.shape[-1]))
-            per_group = []
-            for rows in groups:
-                paths, counts = np.unique(np.asarray(rows), return_counts=True)
-                blocks = [
-                    jnp.broadcast_to((z @ w[:, p * c : (p + 1) * c])[:, None, :], (n_edges, d3, c))
-                    for p, d3 in zip(paths, counts)
-                ]  # one [n_edges, C] matmul per path; broadcast over its 2 l3 + 1 rows
-                per_group.append(jnp.concatenate(blocks, axis=1))
-            outs.append(per_group)
+            outs.append([z @ w[:, p * c : (p + 1) * c] for p in range(num_paths)])
         return outs
 
 
@@ -149,13 +139,13 @@ class NequIPLayer(nn.Module):
             w = self.param(f"linear_up_{irrep_name(ir)}", _normal, (c, c))
             h_senders[ir] = _linear(h[ir], w)[senders]  # [n_edges, d, C]
         plan = self.plan()
-        messages = edge_tensor_product(plan, h_senders, sh, weights)  # [[n_edges, rows, C]]
+        messages = edge_tensor_product(plan, h_senders, sh, weights)  # [[n_edges, d3, C]]
         norm = 1.0 / np.sqrt(self.avg_num_neighbors)
         messages = [
             jax.ops.segment_sum(m, receivers, num_segments=n_nodes, indices_are_sorted=True)
             * norm
             for m in messages
-        ]  # per group [n_nodes, rows, C]
+        ]  # per path [n_nodes, d3, C]
 
         # linear on nodes mixing paths and channels, plus the self-connection
         out = {}
@@ -222,8 +212,8 @@ class NequIP(nn.Module):
                 )
             )
             irreps_in = irreps
-        row_paths = tuple(layer.plan().row_path for layer in layers)
-        weights = RadialMLP(tuple(self.radial_hidden), c, row_paths, name="radial")(radial)
+        num_paths = tuple(layer.plan().num_paths for layer in layers)
+        weights = RadialMLP(tuple(self.radial_hidden), c, num_paths, name="radial")(radial)
         for layer, w in zip(layers, weights):
             update = layer(h, sh, w, species_onehot, senders, receivers)
             if set(update) == set(h):
