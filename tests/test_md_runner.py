@@ -188,3 +188,19 @@ def test_nose_hoover_reaches_temperature(md_model):
           f"conserved drift {np.ptp(conserved):.2e} eV")
     assert abs(mean / target - 1) < 0.05
     assert np.ptp(conserved) < 0.05 * np.ptp(temps) * 3 * len(masses) * KB / 2
+
+
+def test_maxwell_boltzmann_momenta(x64):
+    from ase.data import atomic_masses
+
+    from jaxmlp.md.integrators import maxwell_boltzmann, temperature
+
+    masses = jnp.asarray(np.tile(atomic_masses[[29, 8, 1]], 1000), jnp.float64)
+    momenta = maxwell_boltzmann(jax.random.PRNGKey(0), masses, 450.0, jnp.float64)
+    np.testing.assert_allclose(jnp.sum(momenta, axis=0), 0.0, atol=1e-10)
+    assert abs(float(temperature(momenta, masses)) / 450.0 - 1) < 0.03
+    # equipartition per species: light and heavy atoms share the same temperature
+    for k in range(3):
+        sub = slice(k, None, 3)
+        t = float(temperature(momenta[sub], masses[sub]))
+        assert abs(t / 450.0 - 1) < 0.06
