@@ -84,3 +84,18 @@ def test_cli_errors_name_the_problem(tmp_path, monkeypatch, capsys):
     assert "train.xyz: no such data file" in capsys.readouterr().err
     assert main(["eval", "nope.jaxmlp", "x.xyz"]) == 2
     assert "nope.jaxmlp" in capsys.readouterr().err
+
+
+def test_demo_quick_writes_report(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    assert "test force MAE" in capsys.readouterr().out
+    for name in ("report.md", "parity.png", "learning_curve.png", "md_traces.png", "model.jaxmlp", "md/trajectory.extxyz"):
+        assert (out / name).is_file(), name
+    summary = json.load(open(out / "summary.json"))
+    assert summary["test"]["n_structures"] == summary["n_test"] > 0
+    assert np.isfinite(summary["test"]["forces_mae_meV_per_A"])
+    assert summary["compiles_train"] <= summary["n_buckets"]
+    report = (out / "report.md").read_text()
+    assert f"| forces (meV/Å) | {summary['test']['forces_mae_meV_per_A']:.1f} |" in report
+    assert jaxmlp.load_model(out / "model.jaxmlp").config.species == ("Cu",)
