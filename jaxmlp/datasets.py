@@ -18,7 +18,7 @@ Contents (for the default counts):
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Callable, Sequence
 
 import ase
 import ase.io
@@ -92,6 +92,7 @@ def copper_frames(
     n_slab: int = 40,
     temperatures_K: Sequence[float] = (300.0, 600.0, 900.0, 1200.0),
     equilibrate_steps: int = 60,
+    log: Callable[[str], None] | None = None,
 ) -> list[ase.Atoms]:
     """Labelled copper frames (``ase.Atoms`` with REF_* info/arrays), deterministic in seed.
 
@@ -103,10 +104,12 @@ def copper_frames(
         n_slab: slab snapshots per temperature (300 and 700 K).
         temperatures_K: temperatures of the bulk MD, K.
         equilibrate_steps: Langevin steps (5 fs) before the first snapshot of each run.
+        log: progress callback, called with a short message after each kind of frame.
 
     Returns:
         ``len(temperatures_K) * n_md + n_strained + 2 * n_vacancy + 2 * n_slab`` frames.
     """
+    log = log or (lambda message: None)
     rng = np.random.default_rng(seed)
     cubic = bulk("Cu", "fcc", a=A_EMT, cubic=True)
     supercell = cubic.repeat((2, 2, 2))  # 32 atoms, 7.18 Å
@@ -116,6 +119,7 @@ def copper_frames(
             supercell, temperature, n_md, rng, kind="bulk_md", with_stress=True,
             equilibrate=equilibrate_steps,
         )
+        log(f"bulk MD at {temperature:.0f} K: {len(frames)} frames")
     for _ in range(n_strained):
         atoms = supercell.copy()
         strain = rng.uniform(-0.04, 0.04, (3, 3))
@@ -123,6 +127,7 @@ def copper_frames(
         atoms.set_cell(atoms.cell[:] @ (np.eye(3) + strain), scale_atoms=True)
         atoms.positions += rng.normal(scale=rng.uniform(0.02, 0.12), size=atoms.positions.shape)
         frames.append(_labelled(atoms, "strained", with_stress=True))
+    log(f"strained cells: {len(frames)} frames")
     vacancy = supercell.copy()
     del vacancy[0]
     for temperature in (600.0, 1000.0):
@@ -130,6 +135,7 @@ def copper_frames(
             vacancy, temperature, n_vacancy, rng, kind="vacancy", with_stress=True,
             equilibrate=equilibrate_steps,
         )
+    log(f"vacancies: {len(frames)} frames")
     slab = fcc111("Cu", size=(2, 2, 4), a=A_EMT, vacuum=4.0, periodic=False)
     slab.pbc = (True, True, False)
     for temperature in (300.0, 700.0):
@@ -137,6 +143,7 @@ def copper_frames(
             slab, temperature, n_slab, rng, kind="slab", with_stress=False,
             equilibrate=equilibrate_steps,
         )
+    log(f"Cu(111) slab: {len(frames)} frames")
     return frames
 
 
@@ -155,7 +162,7 @@ def write_copper_dataset(
         directory: output folder (created).
         seed: random seed of generation and split.
         fractions: (valid, test) fractions.
-        **counts: forwarded to :func:`copper_frames` (``n_md``, ``n_strained`` ...).
+        **counts: forwarded to :func:`copper_frames` (``n_md``, ``n_strained``, ``log`` ...).
 
     Returns:
         ``{"train": path, "valid": path, "test": path}``.

@@ -212,7 +212,12 @@ def demo(out: str = "demo_output", *, quick: bool = False, seed: int = 0) -> dic
 
     _say(f"[1/4] generating copper reference data with ASE EMT (seed {seed}) ...")
     t0 = time.perf_counter()
-    paths = write_copper_dataset(os.path.join(out, "data"), seed, **(QUICK_COUNTS if quick else {}))
+    paths = write_copper_dataset(
+        os.path.join(out, "data"),
+        seed,
+        log=lambda message: _say(f"      {message}"),
+        **(QUICK_COUNTS if quick else {}),
+    )
     info["data_time_s"] = time.perf_counter() - t0
     _say(f"      done in {info['data_time_s']:.0f} s: {paths['train']}, valid, test")
 
