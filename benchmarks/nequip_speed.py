@@ -10,8 +10,8 @@ warm-up call, median process CPU time (steadier on a shared machine), XLA's FLOP
 the same core and thread setting.
 
 Thread settings: "1" pins the process to CPU 0 (taskset) and sets XLA_FLAGS
-``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``; "2" leaves both
-cores with ``intra_op_parallelism_threads=2``.
+``--xla_cpu_multi_thread_eigen=false``; "2" leaves the process on both cores with
+``--xla_cpu_multi_thread_eigen=true`` (XLA's default thread pool, one thread per core).
 
 Usage:
     bash benchmarks/setup_peers.sh            # once: .peers/jax-md and .peers/mlip
@@ -42,11 +42,12 @@ def thread_env(threads: int):
     """(command prefix, environment) for an XLA thread setting."""
     env = dict(os.environ)
     if threads == 1:
-        env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
         prefix = ["taskset", "-c", "0"] if shutil.which("taskset") else []
     else:
-        env["XLA_FLAGS"] = f"intra_op_parallelism_threads={threads}"
-        prefix = []
+        env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=true"
+        cpus = ",".join(str(c) for c in range(threads))
+        prefix = ["taskset", "-c", cpus] if shutil.which("taskset") else []
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONWARNINGS"] = "ignore"
     return prefix, env
@@ -82,7 +83,7 @@ def markdown(rows, peak, meta):
         "",
     ]
     for threads in sorted({r["threads"] for r in rows}):
-        mm = {p["dtype"]: p["gflops"] for p in peak if p["threads"] == threads}
+        mm = {p["dtype"]: p["gflops"] for p in peak if p["threads"] == threads and "gflops" in p}
         lines.append(
             f"## {threads} thread{'s' if threads > 1 else ''} "
             f"(dense matmul peak here: {mm.get('float32', 0):.0f} GFLOP/s f32, "
@@ -128,10 +129,20 @@ def main():
     parser.add_argument("--budget-s", type=float, default=15.0)
     parser.add_argument("--no-float64", action="store_true")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "nequip_speed"))
+    parser.add_argument(
+        "--merge", action="store_true",
+        help="keep rows of other thread settings from an existing --out JSON",
+    )
     args = parser.parse_args()
     common = ["--cells", args.cells, "--repeats", str(args.repeats), "--budget-s", str(args.budget_s)]
+    thread_list = [int(t) for t in args.threads.split(",") if t]
     rows, peak = [], []
-    for threads in [int(t) for t in args.threads.split(",") if t]:
+    if args.merge and os.path.exists(args.out + ".json"):
+        with open(args.out + ".json") as f:
+            old = json.load(f)
+        rows = [r for r in old["results"] if r["threads"] not in thread_list]
+        peak = [r for r in old["matmul_peak"] if r["threads"] not in thread_list]
+    for threads in thread_list:
         peak += run_worker(sys.executable, "matmul_peak.py", threads, [])
         rows += run_worker(sys.executable, "jaxmlp_nequip.py", threads, common + ["--dtype", "float32"])
         if not args.no_float64:
