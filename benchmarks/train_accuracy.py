@@ -97,6 +97,7 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "jax": jax.__version__,
         "backend": jax.default_backend(),
+        "load_average_1_5_15": list(os.getloadavg()),
     }
     report = {
         "model": DEMO_MODEL,
@@ -114,7 +115,8 @@ def main() -> None:
         f"Model `{json.dumps(DEMO_MODEL)}`, float32, batch {batch_size}, about {args.steps} Adam "
         f"steps per run (cosine), test set of 52 structures; {machine['backend']} on "
         f"{machine['cpu_count']} cores, jax {machine['jax']}. Throughput: structures/s of the "
-        "jitted train step (forces in the loss), compilation excluded.",
+        "jitted train step (forces in the loss), compilation excluded. Load average at the "
+        f"end: {machine['load_average_1_5_15'][1]:.1f} (5 min): a shared machine slows throughput.",
         "",
         "| n_train | epochs | test F MAE (meV/Å) | test F RMSE (meV/Å) | test E MAE (meV/atom) | test S MAE (meV/Å³) | structures/s | train-step compiles (buckets) | wall (s) |",
         "|---|---|---|---|---|---|---|---|---|",
