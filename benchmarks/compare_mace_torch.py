@@ -73,7 +73,7 @@ def train_mace_torch(args, paths, work):
         "--ema", "--ema_decay", "0.99", "--amsgrad", "--clip_grad", "10.0",
         "--loss", "weighted", "--energy_weight", "1.0", "--forces_weight", "100.0",
         "--weight_decay", "0.0",
-        "--eval_interval", str(max(1, args.epochs // 5)),
+        "--eval_interval", str(max(1, args.epochs // 2)),
         "--device", "cpu", "--default_dtype", "float32", "--num_workers", "0",
     ]
     env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", OMP_NUM_THREADS="2")
@@ -109,7 +109,7 @@ def train_jaxmlp(args, paths, work):
                 "plateau_factor": 0.8, "plateau_patience": 50, "warmup_epochs": 0.0,
                 "clip_norm": 10.0, "energy_weight": 1.0, "forces_weight": 100.0,
                 "stress_weight": 0.0, "ema_decay": 0.99, "seed": args.seed,
-                "eval_every": max(1, args.epochs // 5), "dtype": "float32", "progress": False,
+                "eval_every": max(1, args.epochs // 2), "dtype": "float32", "progress": False,
             },
             "output": os.path.join(work, "jaxmlp_run"),
         }

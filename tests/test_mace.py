@@ -240,3 +240,14 @@ def test_bad_hyper_parameters_are_named():
         jaxmlp.build_model("mace", species=("Cu",), num_layers=2)
     with pytest.raises(ValueError, match="correlation"):
         jaxmlp.build_model("mace", species=("Cu",), channels=2, correlation=0)
+
+
+def test_edge_chunking_changes_nothing(x64, mace, structures):
+    g = graph64(mace, structures)
+    ref = predict(mace, g)  # default edge_chunk 256: the 512 padded edges in 2 chunks
+    hyper = dict(mace.config.hyper) | {"edge_chunk": 0}
+    whole = jaxmlp.Model(mace.config.replace(hyper=tuple(hyper.items())), mace.params)
+    out = predict(whole, g)
+    np.testing.assert_allclose(out.energy, ref.energy, rtol=0, atol=1e-11)
+    np.testing.assert_allclose(out.forces, ref.forces, atol=1e-11)
+    np.testing.assert_allclose(out.stress, ref.stress, atol=1e-12)

@@ -445,3 +445,39 @@ class SymmetricContraction(nn.Module):
                 acc = jnp.zeros((n, 2 * l_out + 1, c), dtype)
             blocks.append(acc)
         return jnp.concatenate(blocks, axis=1)
+
+
+def aggregate_messages(plan: ConvPlan, h, sh, weights, senders, receivers, chunk: int = 0):
+    """``sum_{e: receivers[e] = i} edge_tensor_product(h[senders[e]], sh[e]; weights[e])``.
+
+    Returns ``[n_nodes, Q, C]``. With ``chunk > 0`` and more edges than that, edges are
+    processed ``chunk`` at a time in a ``lax.scan`` whose body is rematerialised in the
+    backward pass, so the ``[n_edges, Q, C]`` messages are never all in memory (a
+    cache-sized working set on CPU). Padding edges added to fill the last chunk carry
+    zero weights.
+    """
+    n = h.shape[0]
+    n_edges = sh.shape[0]
+    if chunk <= 0 or n_edges <= chunk:
+        messages = edge_tensor_product(plan, h[senders], sh, weights)  # [n_edges, Q, C]
+        return jax.ops.segment_sum(messages, receivers, num_segments=n)
+    n_chunks = -(-n_edges // chunk)
+    pad = n_chunks * chunk - n_edges
+
+    def split(a):
+        a = jnp.concatenate([a, jnp.zeros((pad,) + a.shape[1:], a.dtype)]) if pad else a
+        return a.reshape((n_chunks, chunk) + a.shape[1:])
+
+    q = sum((2 * l + 1) * plan.mid_counts[l] for l in plan.ls_target)
+
+    @jax.checkpoint
+    def body(total, xs):
+        sh_c, w_c, s_c, r_c = xs
+        messages = edge_tensor_product(plan, h[s_c], sh_c, w_c)
+        return total + jax.ops.segment_sum(messages, r_c, num_segments=n), None
+
+    init = jnp.zeros((n, q, h.shape[-1]), h.dtype)
+    total, _ = jax.lax.scan(
+        body, init, (split(sh), split(weights), split(senders), split(receivers))
+    )
+    return total

@@ -41,7 +41,7 @@ from jaxmlp.nn.blocks import (
     RadialMLP,
     SpeciesLinear,
     SymmetricContraction,
-    edge_tensor_product,
+    aggregate_messages,
     normal_init,
     normalized_silu,
 )
@@ -60,6 +60,7 @@ class Interaction(nn.Module):
     avg_num_neighbors: float
     radial_hidden: tuple[int, ...]
     residual: bool
+    edge_chunk: int = 256
 
     @nn.compact
     def __call__(self, h, sh, radial, species, senders, receivers):
@@ -75,8 +76,9 @@ class Interaction(nn.Module):
             tuple(self.radial_hidden), plan.num_paths * self.channels, name="radial_mlp"
         )(radial)
         weights = weights.reshape(-1, plan.num_paths, self.channels)  # [n_edges, P, C]
-        messages = edge_tensor_product(plan, h[senders], sh, weights)  # [n_edges, Q, C]
-        messages = jax.ops.segment_sum(messages, receivers, num_segments=n)  # [n, Q, C]
+        messages = aggregate_messages(
+            plan, h, sh, weights, senders, receivers, self.edge_chunk
+        )  # [n, Q, C]
         mid_counts = tuple((l, plan.mid_counts[l]) for l in self.ls_target)
         a = MidLinear(mid_counts, self.channels, name="linear")(messages)
         a = a / self.avg_num_neighbors
@@ -103,6 +105,8 @@ class MACE(nn.Module):
         num_poly_cutoff: order p of the polynomial cutoff envelope.
         radial_mlp: hidden widths of the radial MLP (mace-torch ``radial_MLP``).
         readout_mlp: hidden scalars of the last, non-linear readout (``MLP_irreps``).
+        edge_chunk: process edges this many at a time (0: all at once); changes speed
+            and memory, not results.
     """
 
     num_species: int
@@ -117,6 +121,7 @@ class MACE(nn.Module):
     num_poly_cutoff: int = 5
     radial_mlp: tuple[int, ...] = (64, 64, 64)
     readout_mlp: int = 16
+    edge_chunk: int = 256
 
     def _check(self):
         for field in ("num_interactions", "channels", "correlation", "num_bessel", "readout_mlp"):
@@ -159,6 +164,7 @@ class MACE(nn.Module):
                 self.avg_num_neighbors,
                 tuple(self.radial_mlp),
                 residual=t > 0,
+                edge_chunk=self.edge_chunk,
                 name=f"interaction_{t}",
             )(h, sh, radial, species, senders, receivers)
             b = SymmetricContraction(
