@@ -111,3 +111,19 @@ def test_path_product_vjp_matches_autodiff_and_finite_differences(x64):
         assert np.abs(ref).max() > 1e-2
         np.testing.assert_allclose(got, ref, atol=1e-12)
     check_grads(path_product, (coupling, h, w), order=1, modes=["rev"])
+
+
+@pytest.mark.parametrize("hyper", [{"parity": True}, {"l_max": 3, "num_layers": 1}])
+def test_nequip_variants_are_equivariant(x64, hyper):
+    """Both parities (0o, 1e, 2o unreachable in layer 0) and l_max 3 stay E(3)-equivariant."""
+    from conftest import small_nequip, triclinic_cu_o
+
+    from jaxmlp.graph import batch_graphs
+    from jaxmlp.testing import equivariance_errors, random_orthogonal
+
+    model = small_nequip(channels=4, **hyper)
+    graph = batch_graphs([triclinic_cu_o()], model.species, model.r_max, dtype=np.float64)
+    params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), model.params)
+    errors = equivariance_errors(model.apply_fn, params, graph, random_orthogonal(4))
+    assert errors["max_force"] > 1e-2
+    assert errors["energy"] < 1e-10 and errors["forces"] < 1e-10 and errors["stress"] < 1e-10

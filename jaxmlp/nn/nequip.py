@@ -150,9 +150,12 @@ class NequIPLayer(nn.Module):
         # linear on nodes mixing paths and channels, plus the self-connection
         out = {}
         for ir in self.target():
-            x = gather_paths(plan, messages, ir)  # [n, d, P * C]
-            w = self.param(f"linear_down_{irrep_name(ir)}", _normal, (x.shape[-1], width[ir]))
-            out[ir] = _linear(x, w)
+            if not plan.paths_to(ir):  # unreachable from this layer's input (e.g. 0o in layer 0)
+                out[ir] = jnp.zeros((n_nodes, 2 * ir[0] + 1, width[ir]), sh.dtype)
+            else:
+                x = gather_paths(plan, messages, ir)  # [n, d, P * C]
+                w = self.param(f"linear_down_{irrep_name(ir)}", _normal, (x.shape[-1], width[ir]))
+                out[ir] = _linear(x, w)
             if ir in self_connection:
                 out[ir] = out[ir] + self_connection[ir]
 
