@@ -19,7 +19,7 @@ from jax_md import minimize
 
 from jaxmlp.md.energy import EV_PER_A3_IN_GPA, stress_fn
 from jaxmlp.md.integrators import Ensemble
-from jaxmlp.md.runner import make_simulation
+from jaxmlp.md.runner import make_simulation, precision
 from jaxmlp.md.trajectory import frame_atoms
 from jaxmlp.model import Model
 from jaxmlp.model_io import load_model
@@ -74,7 +74,7 @@ def relax(
     system = sim.system
     if relax_cell and not system.periodic:
         raise ValueError(f"{system.source}: relax_cell needs a periodic cell")
-    with jax.enable_x64(sim.x64):
+    with precision(sim.x64):
         params = jax.tree.map(lambda p: jnp.asarray(p, sim.dtype), model.params)
         energy_fn = lambda positions, neighbor, **kw: sim.energy_fn(  # noqa: E731
             params, positions, neighbor, **kw

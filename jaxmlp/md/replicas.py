@@ -28,6 +28,7 @@ from jaxmlp.md.runner import (
     init_state,
     make_simulation,
     observe,
+    precision,
 )
 from jaxmlp.md.simulate import frames_to_atoms, thermo_rows
 from jaxmlp.md.trajectory import ThermoWriter, TrajectoryWriter, read_thermo
@@ -157,7 +158,7 @@ def run_replicas(
     t0 = time.perf_counter()
     reallocations = 0
     message = "completed"
-    with jax.enable_x64(sim.x64):
+    with precision(sim.x64):
         params = jax.tree.map(lambda p: jnp.asarray(p, sim.dtype), model.params)
         kT = jnp.asarray([KB * t for t in temperatures], sim.dtype)
         states, nbrs_list = [], []

@@ -21,10 +21,12 @@ thermostat/barostat variables, Langevin RNG), the neighbor list and the system i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
 import os
+import warnings
 from typing import Callable, NamedTuple
 
 import jax
@@ -53,6 +55,24 @@ from jaxmlp.model import Model
 from jaxmlp.model_io import atomic_write_bytes
 
 RESTART_FORMAT = "jaxmlp-md-restart"
+
+
+@contextlib.contextmanager
+def precision(x64: bool):
+    """``jax.enable_x64(x64)``; in float32 also silence jax-md's request for float64 sums.
+
+    jax-md accumulates kinetic energies with ``dtype=float64``
+    (``util.high_precision_sum``); without x64 JAX truncates to float32 and warns on
+    every trace. The truncation is what float32 MD means, so the warning is noise.
+    """
+    with jax.enable_x64(x64), warnings.catch_warnings():
+        if not x64:
+            warnings.filterwarnings(
+                "ignore",
+                message="Explicitly requested dtype float64 requested in",
+                category=UserWarning,
+            )
+        yield
 
 
 class MDBlowUpError(RuntimeError):
@@ -139,7 +159,7 @@ class Simulation:
         """A fresh neighbor list (host; capacity = edges found x multiplier)."""
         kwargs = {} if box is None else {"box": box}
         positions = self.to_fractional(positions, self.box if box is None else box)
-        with jax.numpy_rank_promotion("allow"):  # jax-md's cell list broadcasts implicitly
+        with _jax_md_neighbor_quirks():
             nbrs = self.neighbor_fns.allocate(positions, **kwargs)
         if nbrs.cell_size is not None:  # static field: a concrete array breaks pytree equality
             nbrs = dataclasses.replace(nbrs, cell_size=float(nbrs.cell_size))
@@ -158,8 +178,25 @@ class Simulation:
     def update(self, positions, nbrs, box=None):
         kwargs = {} if box is None else {"box": box}
         positions = self.to_fractional(positions, self.box if box is None else box)
-        with jax.numpy_rank_promotion("allow"):
+        with _jax_md_neighbor_quirks():
             return self.neighbor_fns.update(positions, nbrs, **kwargs)
+
+
+@contextlib.contextmanager
+def _jax_md_neighbor_quirks():
+    """Tolerate what jax-md's neighbor list does by design (checked harmless).
+
+    Its cell list broadcasts ranks implicitly, and under x64 its sparse pruning scatters
+    int64 atom indices (< N) into an int32 array, which JAX flags with a FutureWarning.
+    """
+    with jax.numpy_rank_promotion("allow"), warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message="scatter inputs have incompatible types: cannot safely cast value "
+            "from dtype=int64 to dtype=int32",
+            category=FutureWarning,
+        )
+        yield
 
 
 def pad_capacity(nbrs, capacity: int):
@@ -204,7 +241,7 @@ def make_simulation(
     system = prepare_system(structure, model.species, model.r_max + skin, masses=masses)
     if ensemble.name == "npt" and not system.periodic:
         raise ValueError(f"{system.source}: NPT needs a periodic cell")
-    with jax.enable_x64(np_dtype == np.float64):
+    with precision(np_dtype == np.float64):
         space = make_space(system, np_dtype, fractional=ensemble.name != "npt")
         frac_space = make_space(system, np_dtype) if ensemble.name == "npt" else space
         energy_fn = make_energy_fn(model.apply_fn, space.displacement_fn, system.species)
@@ -428,7 +465,7 @@ def run(
     kT = sim.ensemble.kT if kT is None else kT
     if blowup_temperature is None:
         blowup_temperature = 5.0 * max(sim.ensemble.temperature, 300.0)
-    with jax.enable_x64(sim.x64):
+    with precision(sim.x64):
         params = jax.tree.map(lambda p: jnp.asarray(p, sim.dtype), params)
         kT = jnp.asarray(kT, sim.dtype)
         remaining = steps // stride
@@ -474,7 +511,7 @@ def run(
 
 def start(sim: Simulation, params, seed: int = 0, momenta=None) -> RunStatus:
     """A :class:`RunStatus` at step 0 (Maxwell–Boltzmann momenta from ``seed``)."""
-    with jax.enable_x64(sim.x64):
+    with precision(sim.x64):
         params = jax.tree.map(lambda p: jnp.asarray(p, sim.dtype), params)
         state, nbrs = init_state(sim, params, seed, momenta)
     return RunStatus(state, nbrs, 0, compilations=sim.compilations["traces"])
@@ -482,7 +519,7 @@ def start(sim: Simulation, params, seed: int = 0, momenta=None) -> RunStatus:
 
 def initial_frame(sim: Simulation, params, status: RunStatus) -> Frames:
     """The frame of ``status`` (e.g. step 0), host numpy with a leading axis of 1."""
-    with jax.enable_x64(sim.x64):
+    with precision(sim.x64):
         params = jax.tree.map(lambda p: jnp.asarray(p, sim.dtype), params)
         if "observe" not in sim._chunk_cache:
             sim._chunk_cache["observe"] = jax.jit(
@@ -578,7 +615,7 @@ def load_restart(path, model: Model, ensemble: Ensemble | None = None):
         masses=system.masses,
     )
     sim = dataclasses.replace(sim, system=system)
-    with jax.enable_x64(sim.x64):
+    with precision(sim.x64):
         params = jax.tree.map(lambda p: jnp.asarray(p, sim.dtype), model.params)
         template, nbrs = init_state(sim, params, 0)
         leaves, treedef = jax.tree.flatten(template)
