@@ -99,3 +99,36 @@ def test_demo_quick_writes_report(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert f"| forces (meV/Å) | {summary['test']['forces_mae_meV_per_A']:.1f} |" in report
     assert jaxmlp.load_model(out / "model.jaxmlp").config.species == ("Cu",)
+
+
+MACE_CONFIG = """
+model: {name: mace, r_max: 3.0, num_interactions: 2, channels: 4, max_L: 1, max_ell: 2,
+        correlation: 3, radial_mlp: [8], readout_mlp: 4}
+data: {train_file: train.xyz, valid_file: valid.xyz}
+train: {epochs: 2, batch_size: 4, learning_rate: 0.005, seed: 0, num_buckets: 1}
+output: run
+"""
+
+
+def test_mace_trains_from_yaml_and_runs_md(tmp_path, monkeypatch):
+    """MACE goes through the same YAML -> train -> model file -> `jaxmlp md` path as NequIP."""
+    monkeypatch.chdir(tmp_path)
+    write_frames("train.xyz", range(8))
+    write_frames("valid.xyz", range(8, 10))
+    (tmp_path / "config.yaml").write_text(MACE_CONFIG)
+    assert main(["train", "config.yaml", "--no-progress"]) == 0
+    log = [json.loads(line) for line in open("run/log.jsonl")]
+    assert log[-1]["train_loss"] < log[0]["train_loss"]
+    model = jaxmlp.load_model("run/model.jaxmlp")
+    assert model.config.name == "mace" and dict(model.config.hyper)["correlation"] == 3
+
+    ase.io.write("cu.xyz", bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2)))
+    assert main([
+        "md", "run/model.jaxmlp", "cu.xyz", "--ensemble", "nvt", "--temperature", "300",
+        "--timestep", "2", "--steps", "20", "--stride", "5", "--no-plots", "--out", "md",
+    ]) == 0
+    frames = ase.io.read("md/trajectory.extxyz", ":")
+    assert len(frames) == 5
+    atoms = frames[-1].copy()
+    atoms.calc = jaxmlp.JaxMLPCalculator(model)
+    np.testing.assert_allclose(frames[-1].get_forces(), atoms.get_forces(), atol=1e-4)
