@@ -110,6 +110,35 @@ def test_overflow_recovers_and_matches_roomy_run(md_model, nve):
         np.testing.assert_allclose(f.forces, g.forces, atol=1e-8)
 
 
+def test_overflow_under_compression_matches_roomy_run(md_model):
+    """NPT squeezes the box: ever more pairs enter the cutoff, the exactly-sized list
+    overflows repeatedly, and every recovered chunk equals a run that never overflowed."""
+    atoms = bulk("Cu", "fcc", a=3.9, cubic=True).repeat((3, 3, 3))  # first shell only
+    ensemble = Ensemble("npt", timestep=2.0, temperature=300.0, pressure=5.0,
+                        tau_t=50.0, tau_p=300.0)
+    runs = {}
+    for multiplier in (1.0, 5.0):
+        with jax.enable_x64(True):
+            sim = runner.make_simulation(md_model, atoms, ensemble, dtype="float64",
+                                         capacity_multiplier=multiplier)
+            status = runner.start(sim, md_model.params, seed=1)
+            capacity = status.nbrs.idx.shape[-1]
+            frames = []
+            status = runner.run(sim, md_model.params, status, 40, stride=2,
+                                frames_per_chunk=5, on_frames=collect(frames))
+        runs[multiplier] = (status, capacity, frames)
+    (tight, capacity, frames), (roomy, _, frames_ref) = runs[1.0], runs[5.0]
+    assert roomy.reallocations == 0 and tight.reallocations >= 2
+    assert tight.compilations == 1 + tight.reallocations
+    assert tight.nbrs.idx.shape[-1] > 1.5 * capacity
+    volumes = [abs(np.linalg.det(c)) for f in frames for c in f.cell]
+    assert volumes[-1] < 0.7 * atoms.get_volume()
+    for f, g in zip(frames, frames_ref, strict=True):
+        np.testing.assert_allclose(f.cell, g.cell, atol=1e-10)
+        np.testing.assert_allclose(f.positions, g.positions, atol=1e-9)
+        np.testing.assert_allclose(f.forces, g.forces, atol=1e-8)
+
+
 def test_blow_up_stops_with_last_good_state(md_model, nve):
     sim, start, _, _ = nve
     frames = []
