@@ -87,6 +87,9 @@ def main() -> None:
         t = time.perf_counter()
         result = fit(config, overwrite=True)
         wall = time.perf_counter() - t
+        # Free the compiled programs of this run: each holds thousands of memory
+        # mappings, and ten runs' worth exceed vm.max_map_count (jaxmlp.compile_guard).
+        jax.clear_caches()
         history = result.history
         throughput = float(np.median([r["structures_per_s"] for r in history[1:]]))
         test = result.metrics["test"]

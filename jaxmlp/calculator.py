@@ -8,6 +8,7 @@ import jax
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
+from jaxmlp.compile_guard import check_mapping_headroom
 from jaxmlp.graph import batch_graphs, check_min_distance, neighbor_list, padding_for
 from jaxmlp.model import Model
 from jaxmlp.model_io import load_model
@@ -58,6 +59,7 @@ class JaxMLPCalculator(Calculator):
 
         def _predict(params, graph):
             self.compilations += 1  # runs only while tracing
+            check_mapping_headroom("JaxMLPCalculator")
             return predict(apply_fn, params, graph)
 
         self._predict = jax.jit(_predict)

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmlp.compile_guard import check_mapping_headroom
 from jaxmlp.md.energy import (
     MDSystem,
     Space,
@@ -338,6 +339,7 @@ def make_run_chunk(sim: Simulation, n_frames: int, stride: int):
 
         def traced(params, state, nbrs, kT):
             sim.compilations["traces"] += 1  # runs only while tracing
+            check_mapping_headroom("MD chunk")
             return body(params, state, nbrs, kT)
 
         sim._chunk_cache[key] = jax.jit(traced)

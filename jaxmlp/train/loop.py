@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxmlp.compile_guard import check_mapping_headroom
 from jaxmlp.data.batching import GraphDataset, make_batch, make_buckets, plan_batches
 from jaxmlp.data.dataset import LabelKeys, random_split, read_structures, species_of
 from jaxmlp.data.statistics import compute_statistics
@@ -135,12 +136,15 @@ def _step_settings(tc, steps_per_epoch: int) -> tuple:
     )
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=1)
 def _compiled_steps(model_config, settings: tuple, total_steps: int):
     """``(optimizer, train_step, eval_step, counter)``, jitted once per configuration.
 
     Cached so that a resumed or repeated run in the same process reuses the compiled
-    programs; ``counter`` counts traces (= compilations) of each step.
+    programs; ``counter`` counts traces (= compilations) of each step. Only the latest
+    configuration is kept: every compiled program holds thousands of memory mappings
+    (XLA CPU), and a long-lived process fitting many models (learning curves, active
+    learning) would otherwise exhaust ``vm.max_map_count`` (65530) after a few fits.
     """
     lr, name, schedule, warmup, min_ratio, clip, wd, weights, ema, loss, delta = settings
     optimizer = make_optimizer(
@@ -155,6 +159,7 @@ def _compiled_steps(model_config, settings: tuple, total_steps: int):
     def counted(name, fn):
         def traced(*args):
             counter[name] += 1  # runs only while tracing
+            check_mapping_headroom(f"{name} step")
             return fn(*args)
 
         return traced
