@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import bulk, molecule
+from ase.calculators.calculator import PropertyNotImplementedError
 
 import jaxmlp
 from jaxmlp.graph import padding_for
@@ -68,7 +69,7 @@ def test_float32_default_and_float64_agree(calc_model):
     e32 = jaxmlp.JaxMLPCalculator(calc_model).get_potential_energy(atoms)
     e64 = jaxmlp.JaxMLPCalculator(calc_model, dtype="float64").get_potential_energy(atoms)
     assert e32 == pytest.approx(e64, abs=1e-4)
-    with pytest.raises(Exception):  # molecules have no stress
+    with pytest.raises(PropertyNotImplementedError, match="stress"):  # molecules have none
         jaxmlp.JaxMLPCalculator(calc_model).get_property("stress", atoms)
 
 

@@ -205,7 +205,7 @@ def test_buckets_fit_every_batch_and_compile_once_each():
 def test_statistics_recover_reference_energies():
     rng = np.random.default_rng(0)
     e0 = {"Cu": -3.7, "O": -1.9}
-    structures, neighbors = [], []
+    structures = []
     for i in range(12):
         n_cu, n_o = rng.integers(1, 6), rng.integers(0, 4)
         numbers = [29] * n_cu + [8] * n_o

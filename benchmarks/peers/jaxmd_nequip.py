@@ -24,7 +24,7 @@ def main():
     args = worker_args(__doc__)
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    from jax_md import energy, partition, space
+    from jax_md import energy, space
     from jax_md._nn import nequip
 
     irreps = " + ".join(

@@ -31,8 +31,6 @@ import math
 
 import e3nn_jax as e3nn
 import flax.linen as nn
-import jax
-import jax.numpy as jnp
 
 from jaxmlp.nn.blocks import (
     ConvPlan,
@@ -64,7 +62,6 @@ class Interaction(nn.Module):
 
     @nn.compact
     def __call__(self, h, sh, radial, species, senders, receivers):
-        n = h.shape[0]
         sc = None
         if self.residual:
             sc = SpeciesLinear(
