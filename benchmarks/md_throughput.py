@@ -35,6 +35,9 @@ from jaxmlp import JaxMLPCalculator
 from jaxmlp.md import runner
 from jaxmlp.md.integrators import Ensemble
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers"))
+from common import time_chunks  # noqa: E402  (the MD timing loop shared with the peers)
+
 MODEL = dict(r_max=4.5, num_layers=2, channels=16, l_max=1, radial_hidden=(32,))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JAXMD_PYTHON = os.path.join(ROOT, ".peers", "jax-md", "bin", "python")
@@ -77,25 +80,20 @@ def bench_jaxmlp(model, atoms, chunk: int, repeats: int):
     for _ in range(5):
         block(update(status.state.position, status.nbrs).idx)
     t_check = (time.perf_counter() - t) / 5
-    state, nbrs = status.state, status.nbrs
-    timed = 0
-    t = time.perf_counter()
-    while timed <= repeats:  # the first accepted chunk is a warm-up
-        new_state, new_nbrs, frames = compiled(params, state, nbrs, kT)
-        if bool(frames.overflow[-1]):  # the one host sync per chunk
-            nbrs = sim.reallocate(state.position, nbrs)
-            reallocations += 1
-            t_re = time.perf_counter()
-            compiled = jax.jit(body).lower(params, state, nbrs, kT).compile()
-            t_compile += time.perf_counter() - t_re
-            timed = 0
-            t = time.perf_counter()
-            continue
-        state, nbrs = new_state, new_nbrs
-        if timed == 0:
-            t = time.perf_counter()
-        timed += 1
-    elapsed = time.perf_counter() - t
+
+    def reallocate(carry):  # carry: (state, nbrs, frames of the last chunk)
+        state, nbrs = carry[0], sim.reallocate(carry[0].position, carry[1])
+        return (state, nbrs, None), jax.jit(body).lower(params, state, nbrs, kT).compile()
+
+    elapsed, _, chunk_reallocations, recompile_s = time_chunks(
+        lambda carry: compiled(params, carry[0], carry[1], kT),
+        (status.state, status.nbrs, None),
+        repeats,
+        overflowed=lambda new: bool(new[2].overflow[-1]),
+        reallocate=reallocate,
+    )
+    reallocations += chunk_reallocations
+    t_compile += recompile_s
     steps = repeats * chunk
     return {
         "atom_steps_per_s": sim.system.n_atoms * steps / elapsed,

@@ -81,3 +81,28 @@ def report(**fields):
     if fields.get("cpu_s"):
         fields["median_cpu_s"] = statistics.median(fields["cpu_s"])
     print("RESULT " + json.dumps(fields), flush=True)
+
+
+def time_chunks(compiled, carry, repeats: int, *, overflowed, reallocate):
+    """Time ``repeats`` accepted MD chunks after one accepted warm-up chunk.
+
+    ``compiled(carry) -> new_carry`` runs one chunk; ``overflowed(new_carry)`` is the one
+    host sync per chunk; on overflow the chunk is dropped and ``reallocate(carry) ->
+    (carry, compiled)`` reallocates the neighbor list and recompiles, then timing restarts.
+    Returns ``(elapsed_s, carry, reallocations, recompile_s)``.
+    """
+    reallocations, recompile_s, timed = 0, 0.0, 0
+    t = time.perf_counter()
+    while timed <= repeats:
+        new_carry = compiled(carry)
+        if overflowed(new_carry):
+            t_re = time.perf_counter()
+            carry, compiled = reallocate(carry)
+            recompile_s += time.perf_counter() - t_re
+            reallocations, timed = reallocations + 1, 0
+            continue
+        carry = new_carry
+        if timed == 0:
+            t = time.perf_counter()
+        timed += 1
+    return time.perf_counter() - t, carry, reallocations, recompile_s

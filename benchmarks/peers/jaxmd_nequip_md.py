@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from common import report  # noqa: E402
+from common import report, time_chunks  # noqa: E402
 
 FS = 1.0 / 10.1805055  # jax-md time units (amu, Å, eV) per fs
 KB = 8.617333262e-5  # eV/K
@@ -123,23 +123,20 @@ def bench(args, n: int) -> dict:
     t = time.perf_counter()
     compiled = jax.jit(chunk).lower(state, nbrs).compile()
     t_compile = time.perf_counter() - t
-    reallocations, timed = 0, 0
-    t = time.perf_counter()
-    while timed <= args.repeats:  # the first accepted chunk is a warm-up
-        new_state, new_nbrs = compiled(state, nbrs)
-        if bool(new_nbrs.did_buffer_overflow):  # the one host sync per chunk
-            nbrs = neighbor_fn.allocate(state.position)
-            reallocations += 1
-            t_re = time.perf_counter()
-            compiled = jax.jit(chunk).lower(state, nbrs).compile()
-            t_compile += time.perf_counter() - t_re
-            timed = 0
-            continue
-        state, nbrs = new_state, new_nbrs
-        if timed == 0:
-            t = time.perf_counter()
-        timed += 1
-    elapsed = time.perf_counter() - t
+
+    def reallocate(carry):
+        state, _ = carry
+        nbrs = neighbor_fn.allocate(state.position)
+        return (state, nbrs), jax.jit(chunk).lower(state, nbrs).compile()
+
+    elapsed, (state, nbrs), reallocations, recompile_s = time_chunks(
+        lambda carry: compiled(*carry),
+        (state, nbrs),
+        args.repeats,
+        overflowed=lambda carry: bool(carry[1].did_buffer_overflow),
+        reallocate=reallocate,
+    )
+    t_compile += recompile_s
     steps = args.repeats * args.chunk
     return {
         "code": "jax-md",
