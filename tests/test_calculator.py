@@ -3,6 +3,7 @@ import pytest
 from ase import Atoms
 from ase.build import bulk, molecule
 from ase.calculators.calculator import PropertyNotImplementedError
+from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
 
 import jaxmlp
 from jaxmlp.graph import padding_for
@@ -34,10 +35,10 @@ def test_ase_results_match_predict_and_fd(calc_model, x64):
     np.testing.assert_allclose(forces, ref.forces[: len(atoms)], atol=1e-10)
     # ASE's own finite differences of the calculator
     np.testing.assert_allclose(
-        atoms.calc.calculate_numerical_forces(atoms, d=1e-5), forces, atol=1e-7
+        calculate_numerical_forces(atoms, eps=1e-5), forces, atol=1e-7
     )
     np.testing.assert_allclose(
-        atoms.calc.calculate_numerical_stress(atoms, d=1e-6), stress, atol=1e-8
+        calculate_numerical_stress(atoms, eps=1e-6), stress, atol=1e-8
     )
     assert np.abs(stress).max() > 1e-5
 
