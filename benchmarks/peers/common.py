@@ -88,7 +88,8 @@ def time_chunks(compiled, carry, repeats: int, *, overflowed, reallocate):
 
     ``compiled(carry) -> new_carry`` runs one chunk; ``overflowed(new_carry)`` is the one
     host sync per chunk; on overflow the chunk is dropped and ``reallocate(carry) ->
-    (carry, compiled)`` reallocates the neighbor list and recompiles, then timing restarts.
+    (carry, compiled)`` reallocates the neighbor list and recompiles (``compiled`` with the
+    same carry -> carry signature), then timing restarts.
     Returns ``(elapsed_s, carry, reallocations, recompile_s)``.
     """
     reallocations, recompile_s, timed = 0, 0.0, 0
