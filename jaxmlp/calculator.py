@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import ClassVar
 
 import jax
 import numpy as np
@@ -26,7 +27,11 @@ class JaxMLPCalculator(Calculator):
     """ASE ``Calculator`` for a jaxmlp model.
 
     Properties: ``energy`` and ``free_energy`` (eV), ``energies`` (per atom, eV),
-    ``forces`` (eV/Å) and, for fully periodic cells, ``stress`` (Voigt, eV/Å³).
+    ``forces`` (eV/Å) and, for cells with a periodic direction, ``stress`` (Voigt, eV/Å³;
+    for a slab or wire over the whole cell volume, vacuum included, as ASE's EMT). A
+    molecule has no stress, whatever its cell: ``get_stress`` raises
+    ``PropertyNotImplementedError``.
+
     Atom and edge counts are padded to size buckets, so a changing number of atoms or
     neighbors recompiles only when it crosses a bucket (``self.compilations`` counts).
 
@@ -37,7 +42,13 @@ class JaxMLPCalculator(Calculator):
             meaningless energies.
     """
 
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+    implemented_properties: ClassVar[list[str]] = [
+        "energy",
+        "free_energy",
+        "energies",
+        "forces",
+        "stress",
+    ]
 
     def __init__(
         self,
@@ -89,5 +100,5 @@ class JaxMLPCalculator(Calculator):
             "energies": np.asarray(out.node_energies[:n], np.float64),
             "forces": np.asarray(out.forces[:n], np.float64),
         }
-        if structure.periodic:
+        if structure.pbc.any():
             self.results["stress"] = full_3x3_to_voigt(np.asarray(out.stress[0], np.float64))

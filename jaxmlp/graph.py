@@ -5,13 +5,15 @@ Edges carry integer cell shifts, so an edge vector is
 sender to the receiver. Several structures are batched into one graph; padding sits at
 the end of every axis and belongs to one extra padding graph (the last), with padded
 edges joining the first padding node to itself. Masks mark what is real, so padding
-never changes a result.
+never changes a result. Each graph keeps its ``pbc``: periodic in all three directions
+(bulk), in some (slab, wire) or in none (molecule, whatever its cell; padding graphs too).
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import flax.struct
 import jax.numpy as jnp
@@ -32,6 +34,7 @@ class Graph:
     receivers: jnp.ndarray  # [n_edges] int
     shifts: jnp.ndarray  # [n_edges, 3] integer cell images (stored as float)
     cell: jnp.ndarray  # [n_graphs, 3, 3] Å, rows are lattice vectors
+    pbc: jnp.ndarray  # [n_graphs, 3] bool, periodic along each lattice vector
     node_mask: jnp.ndarray  # [n_nodes] bool
     edge_mask: jnp.ndarray  # [n_edges] bool
     graph_mask: jnp.ndarray  # [n_graphs] bool
@@ -109,7 +112,11 @@ def check_min_distance(
     k = int(np.argmin(r))
     if r[k] < min_distance:
         i, j = int(neighbors.senders[k]), int(neighbors.receivers[k])
-        image = "" if not neighbors.shifts[k].any() else f" (periodic image {neighbors.shifts[k].tolist()})"
+        image = (
+            ""
+            if not neighbors.shifts[k].any()
+            else f" (periodic image {neighbors.shifts[k].tolist()})"
+        )
         raise ValueError(
             f"{structure.source}: atoms {i} and {j}{image} are {r[k]:.3f} Å apart, closer "
             f"than {min_distance} Å (overlapping atoms)"
@@ -174,6 +181,7 @@ def batch_graphs(
     receivers = np.full(sizes.n_edges, n_atoms, np.int32)
     shifts = np.zeros((sizes.n_edges, 3), dtype)
     cell = np.zeros((sizes.n_graphs, 3, 3), dtype)
+    pbc = np.zeros((sizes.n_graphs, 3), bool)
     species = tuple(species)
     node_offset = edge_offset = 0
     for g, (s, nb) in enumerate(zip(structures, neighbors)):
@@ -186,6 +194,7 @@ def batch_graphs(
         receivers[edges] = nb.receivers + node_offset
         shifts[edges] = nb.shifts
         cell[g] = s.cell
+        pbc[g] = s.pbc
         node_offset += n
         edge_offset += e
     node_mask = np.arange(sizes.n_nodes) < n_atoms
@@ -199,6 +208,7 @@ def batch_graphs(
         receivers=receivers,
         shifts=shifts,
         cell=cell,
+        pbc=pbc,
         node_mask=node_mask,
         edge_mask=edge_mask,
         graph_mask=graph_mask,

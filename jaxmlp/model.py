@@ -27,8 +27,10 @@ ARCHITECTURES: dict[str, Callable[..., type[nn.Module]]] = {}
 def _architectures():
     if not ARCHITECTURES:
         from jaxmlp.nn.nequip import NequIP
+        from jaxmlp.nn.pair import Morse
 
         ARCHITECTURES["nequip"] = NequIP
+        ARCHITECTURES["morse"] = Morse
         try:
             from jaxmlp.nn.mace import MACE
 

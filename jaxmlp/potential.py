@@ -16,10 +16,19 @@ from jaxmlp.graph import Graph, edge_vectors
 
 
 class Predictions(NamedTuple):
+    """Outputs of :func:`predict`, one row per graph or node of the batch.
+
+    ``stress`` depends on each graph's ``pbc``: periodic in all three directions,
+    ``(1/V) dE/d(strain)``; periodic in none (a molecule, even one with a cell, and the
+    padding graphs), exactly 0; partially periodic (slab, wire), ``(1/V) dE/d(strain)``
+    with V the volume of the whole cell, vacuum included (ASE's convention, as EMT), so it
+    scales with 1/(vacuum thickness).
+    """
+
     energy: jnp.ndarray  # [n_graphs] eV (0 for the padding graph)
     node_energies: jnp.ndarray  # [n_nodes] eV (0 for padding nodes)
     forces: jnp.ndarray  # [n_nodes, 3] eV/Å
-    stress: jnp.ndarray  # [n_graphs, 3, 3] eV/Å³ (0 for non-periodic graphs)
+    stress: jnp.ndarray  # [n_graphs, 3, 3] eV/Å³ (0 without a periodic direction)
 
 
 def graph_energy(apply_fn, params, graph: Graph, positions, cell):
@@ -37,7 +46,8 @@ def predict(apply_fn, params, graph: Graph, *, compute_stress: bool = True) -> P
     """Energies, forces and stress of every graph in one backward pass.
 
     Stress is the derivative with respect to a symmetric strain eps applied to positions
-    and cell alike (x -> x (1 + eps)), divided by the cell volume.
+    and cell alike (x -> x (1 + eps)), divided by the cell volume, for every graph with a
+    periodic direction; 0 for the others (see :class:`Predictions`).
     """
 
     def total_energy(positions, strain):
@@ -49,16 +59,15 @@ def predict(apply_fn, params, graph: Graph, *, compute_stress: bool = True) -> P
 
     strain = jnp.zeros_like(graph.cell)
     argnums = (0, 1) if compute_stress else 0
-    (_, (energy, node_e)), grads = jax.value_and_grad(
-        total_energy, argnums=argnums, has_aux=True
-    )(graph.positions, strain)
+    (_, (energy, node_e)), grads = jax.value_and_grad(total_energy, argnums=argnums, has_aux=True)(
+        graph.positions, strain
+    )
     if compute_stress:
         de_dx, de_deps = grads
-        volume = jnp.abs(jnp.linalg.det(graph.cell))  # [n_graphs]
-        periodic = volume > 1e-9
-        stress = jnp.where(
-            periodic[:, None, None], de_deps / jnp.where(periodic, volume, 1.0)[:, None, None], 0.0
-        )
+        # Structure rejects a singular cell with any periodic direction
+        periodic = jnp.any(graph.pbc, axis=-1)  # [n_graphs]
+        volume = jnp.where(periodic, jnp.abs(jnp.linalg.det(graph.cell)), 1.0)  # Å³
+        stress = jnp.where(periodic[:, None, None], de_deps / volume[:, None, None], 0.0)
     else:
         de_dx, stress = grads, jnp.zeros_like(graph.cell)
     forces = jnp.where(graph.node_mask[:, None], -de_dx, 0.0)

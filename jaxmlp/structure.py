@@ -64,12 +64,12 @@ class Structure:
 
     @property
     def periodic(self) -> bool:
-        """True when all three directions are periodic (stress is defined)."""
+        """True when all three directions are periodic (stress labels are accepted)."""
         return bool(self.pbc.all())
 
     @property
     def volume(self) -> float:
-        """Cell volume in Å³ (0 for a molecule)."""
+        """Cell volume in Å³ (0 without a cell)."""
         return float(abs(np.linalg.det(self.cell)))
 
     @property

@@ -9,7 +9,7 @@ from conftest import cu_o_molecule, small_nequip
 
 from jaxmlp.md import differentiable
 from jaxmlp.md.integrators import Ensemble
-from jaxmlp.md.runner import make_simulation
+from jaxmlp.md.simulation import make_simulation
 
 
 @pytest.fixture(scope="module")

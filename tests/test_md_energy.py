@@ -9,9 +9,10 @@ from ase.build import bulk
 from conftest import cu_o_molecule, small_nequip, triclinic_cu_o
 
 from jaxmlp import JaxMLPCalculator
-from jaxmlp.md.energy import perpendicular_widths, prepare_system, stress_fn
+from jaxmlp.md.energy import stress_fn
 from jaxmlp.md.integrators import Ensemble
-from jaxmlp.md.runner import make_simulation
+from jaxmlp.md.simulation import make_simulation
+from jaxmlp.md.system import perpendicular_widths, prepare_system
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def md_forces_and_stress(model, structure, dtype="float64"):
     with jax.enable_x64(dtype == "float64"):
         params = jax.tree.map(lambda p: jnp.asarray(p, sim.dtype), model.params)
         positions = sim.system.initial_positions(sim.dtype)
-        nbrs = sim.allocate(positions, sim.box)
+        nbrs = sim.allocate(positions)
         periodic = sim.system.periodic
 
         @jax.jit

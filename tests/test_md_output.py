@@ -15,7 +15,8 @@ import jaxmlp
 from jaxmlp import JaxMLPCalculator
 from jaxmlp.cli import main
 from jaxmlp.md.analysis import msd, rdf, unwrap, vacf
-from jaxmlp.md.simulate import run_md
+from jaxmlp.md import Ensemble, MDOptions, run_md
+from jaxmlp.units import KB
 from jaxmlp.md.trajectory import read_thermo
 
 
@@ -49,7 +50,7 @@ def test_cli_md_trajectory_reads_back_in_ase_units(files, md_model):
     thermo = read_thermo(out / "thermo.csv")
     assert len(frames) == len(thermo["step"]) == 41
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["compilations"] == 1 and summary["steps"] == 40
+    assert summary["compilations"] == 3 and summary["steps"] == 40  # init, frame 0, chunk
     for name in ("thermo.png", "rdf.png", "msd.png"):
         assert (out / name).stat().st_size > 1000
     np.testing.assert_allclose(
@@ -58,7 +59,16 @@ def test_cli_md_trajectory_reads_back_in_ase_units(files, md_model):
     np.testing.assert_allclose(
         [a.get_kinetic_energy() for a in frames], thermo["Ekin_eV"], rtol=1e-6
     )
-    np.testing.assert_allclose([a.get_temperature() for a in frames], thermo["T_K"], rtol=1e-6)
+    # T uses the 3N - 3 degrees of freedom NVE samples (ASE's get_temperature uses 3N)
+    assert summary["dof"] == 3 * len(frames[0]) - 3
+    np.testing.assert_allclose(
+        [2 * a.get_kinetic_energy() / (summary["dof"] * KB) for a in frames], thermo["T_K"],
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        [a.get_temperature() * 3 * len(a) / summary["dof"] for a in frames], thermo["T_K"],
+        rtol=1e-6,
+    )
     assert 200 < thermo["T_K"][0] < 1200  # Maxwell-Boltzmann at 600 K, 32 atoms
     # forces and stress of a frame: recompute with the ASE calculator
     frame = frames[17]
@@ -102,9 +112,11 @@ def test_npt_conserves_its_extended_energy(files, md_model, tmp_path):
     atoms = ase.io.read(structure_path)
     with jax.enable_x64(True):
         result = run_md(
-            md_model, atoms, ensemble="npt", temperature=300.0, pressure=2.0, timestep=2.0,
-            tau_t=50.0, tau_p=300.0, steps=60, stride=6, frames_per_chunk=10,
-            dtype="float64", out_dir=tmp_path, plots=False,
+            md_model, atoms,
+            Ensemble("npt", temperature=300.0, pressure=2.0, timestep=2.0, tau_t=50.0,
+                     tau_p=300.0),
+            steps=60, out_dir=tmp_path,
+            options=MDOptions(dtype="float64", stride=6, frames_per_chunk=10, plots=False),
         )
     thermo = result.thermo
     assert result.message == "completed"
@@ -124,7 +136,7 @@ def test_analysis_on_a_known_lattice():
     assert abs(first_peak - 3.61 / np.sqrt(2)) < 0.03
     # 12 neighbors in the first shell
     dr = r[1] - r[0]
-    density = len(atoms) / atoms.get_volume()
+    density = (len(atoms) - 1) / atoms.get_volume()  # neighbours per atom: N - 1 others
     shell = (r > 2.3) & (r < 2.8)
     assert abs(np.sum(4 * np.pi * r[shell] ** 2 * g[shell] * dr * density) - 12) < 0.5
     # a drift of 0.3 Å per frame across the cell is unwrapped: MSD = (0.3 t)^2

@@ -69,7 +69,8 @@ def run_md_stage(model, out_dir: str, *, quick: bool, seed: int = 0) -> dict:
     from ase.build import bulk
 
     from jaxmlp.datasets import A_EMT
-    from jaxmlp.md.simulate import run_md
+    from jaxmlp.md.integrators import Ensemble
+    from jaxmlp.md.run import MDOptions, run_md
 
     temperature, timestep = 600.0, 2.0
     steps = 100 if quick else 1000
@@ -78,16 +79,10 @@ def run_md_stage(model, out_dir: str, *, quick: bool, seed: int = 0) -> dict:
     result = run_md(
         model,
         atoms,
-        ensemble="nvt",
-        temperature=temperature,
-        timestep=timestep,
+        Ensemble("nvt", timestep=timestep, temperature=temperature),
         steps=steps,
         out_dir=out_dir,
-        seed=seed,
-        stride=10,
-        frames_per_chunk=10,
-        plots=True,
-        raise_on_blowup=False,
+        options=MDOptions(seed=seed, stride=10, frames_per_chunk=10, raise_on_blowup=False),
         log=lambda m: _say(f"  md: {m}"),
     )
     return {

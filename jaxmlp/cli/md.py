@@ -35,6 +35,10 @@ def add_parser(subparsers) -> None:
     md.add_argument("--seed", type=int, default=0)
     md.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     md.add_argument("--skin", type=float, default=0.5, help="neighbor skin, Å")
+    md.add_argument(
+        "--capacity-multiplier", type=float, default=1.2, help="neighbor slots per edge found"
+    )
+    md.add_argument("--min-distance", type=float, default=0.5, help="Å; closer atoms stop the run")
     md.add_argument("--restart", default=None, help="continue from this restart.npz")
     md.add_argument("--no-plots", action="store_true")
     md.add_argument("--out", required=True, help="output directory")
@@ -54,6 +58,9 @@ def add_parser(subparsers) -> None:
     relax.add_argument("--cell", action="store_true", help="relax the cell too")
     relax.add_argument("--hydrostatic", action="store_true", help="isotropic cell only")
     relax.add_argument("--pressure", type=float, default=0.0, help="GPa (with --cell)")
+    relax.add_argument(
+        "--stress-tol", type=float, default=0.1, help="GPa, stress convergence (with --cell)"
+    )
     relax.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     relax.set_defaults(func=relax_command)
 
@@ -68,40 +75,42 @@ def _read_structure(path):
 
 
 def run_md_command(args: argparse.Namespace) -> int:
-    from jaxmlp.md.runner import MDBlowUpError
+    from jaxmlp.md.integrators import Ensemble
+    from jaxmlp.md.loop import MDBlowUpError
+    from jaxmlp.md.run import MDOptions
 
     atoms = None if args.restart else _read_structure(args.structure)
     if args.chunk % args.stride:
         raise SystemExit(f"jaxmlp md: --chunk ({args.chunk}) must be a multiple of --stride")
-    common = dict(
-        ensemble=args.ensemble,
-        temperature=args.temperature,
-        timestep=args.timestep,
-        steps=args.steps,
-        out_dir=args.out,
-        pressure=args.pressure,
-        friction=args.friction,
-        tau_t=args.tau_t,
-        tau_p=args.tau_p,
-        seed=args.seed,
-        dtype=args.dtype,
-        stride=args.stride,
-        frames_per_chunk=args.chunk // args.stride,
-        skin=args.skin,
-        plots=not args.no_plots,
-        log=lambda message: print(message, flush=True),
-    )
     try:
+        ensemble = Ensemble(
+            args.ensemble, args.timestep, args.temperature, args.pressure, args.friction,
+            args.tau_t, args.tau_p,
+        )
+        options = MDOptions(
+            dtype=args.dtype,
+            stride=args.stride,
+            frames_per_chunk=args.chunk // args.stride,
+            skin=args.skin,
+            capacity_multiplier=args.capacity_multiplier,
+            min_distance=args.min_distance,
+            seed=args.seed,
+            plots=not args.no_plots,
+        )
+        common = dict(
+            steps=args.steps, out_dir=args.out, options=options,
+            log=lambda message: print(message, flush=True),
+        )
         if args.replicas > 1:
             from jaxmlp.md.replicas import run_replicas
 
             if args.restart:
                 raise SystemExit("jaxmlp md: --restart is not supported with --replicas")
-            result = run_replicas(args.model, atoms, n_replicas=args.replicas, **common)
+            result = run_replicas(args.model, atoms, ensemble, n_replicas=args.replicas, **common)
         else:
-            from jaxmlp.md.simulate import run_md
+            from jaxmlp.md.run import run_md
 
-            result = run_md(args.model, atoms, restart=args.restart, **common)
+            result = run_md(args.model, atoms, ensemble, restart=args.restart, **common)
     except MDBlowUpError as error:
         print(f"jaxmlp md: {error}", file=sys.stderr)
         return 1
@@ -119,6 +128,7 @@ def run_md_command(args: argparse.Namespace) -> int:
 def relax_command(args: argparse.Namespace) -> int:
     import ase.io
 
+    from jaxmlp.md.loop import MDBlowUpError
     from jaxmlp.md.relax import relax
 
     atoms = _read_structure(args.structure)
@@ -127,12 +137,16 @@ def relax_command(args: argparse.Namespace) -> int:
             args.model,
             atoms,
             fmax=args.fmax,
+            stress_tol=args.stress_tol,
             max_steps=args.max_steps,
             relax_cell=args.cell,
             hydrostatic=args.hydrostatic,
             pressure=args.pressure,
             dtype=args.dtype,
         )
+    except MDBlowUpError as error:
+        print(f"jaxmlp relax: {error}", file=sys.stderr)
+        return 1
     except ValueError as error:
         print(f"jaxmlp relax: {error}", file=sys.stderr)
         return 2
@@ -140,6 +154,7 @@ def relax_command(args: argparse.Namespace) -> int:
     state = "converged" if result.converged else "NOT converged"
     print(
         f"{state} after {result.steps} FIRE steps: E = {result.energy:.6f} eV, "
-        f"max force {result.fmax:.4g} eV/Å; wrote {args.out}"
+        f"max force {result.fmax:.4g} eV/Å, stress error {result.stress_error:.3g} GPa; "
+        f"wrote {args.out}"
     )
     return 0 if result.converged else 1

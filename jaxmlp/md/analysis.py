@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxmlp.md.energy import perpendicular_widths  # noqa: F401 (re-exported)
+from jaxmlp.md.system import perpendicular_widths  # noqa: F401 (re-exported)
 
 
 def _minimum_image(vectors, cell):
@@ -19,6 +19,10 @@ def _minimum_image(vectors, cell):
 
 def rdf(positions, cells, r_max: float, n_bins: int = 100):
     """Radial distribution function g(r) averaged over frames (all atom pairs).
+
+    Normalised by the pair density N (N - 1) / V (each atom sees N - 1 others), so g = 1
+    for uncorrelated positions and ``4 pi r^2 g(r) (N - 1) / V`` integrates to the number
+    of neighbours.
 
     Args:
         positions: [n_frames, n_atoms, 3] Å.
@@ -33,19 +37,21 @@ def rdf(positions, cells, r_max: float, n_bins: int = 100):
     cells = np.asarray(cells, np.float64)
     widths = min(perpendicular_widths(c).min() for c in cells)
     if r_max > widths / 2 + 1e-9:
-        raise ValueError(f"rdf r_max {r_max} Å exceeds half the thinnest cell width {widths / 2:.3g} Å")
+        raise ValueError(
+            f"rdf r_max {r_max} Å exceeds half the thinnest cell width {widths / 2:.3g} Å"
+        )
     edges = np.linspace(0.0, r_max, n_bins + 1)
-    counts = np.zeros(n_bins)
-    density = 0.0
+    counts = np.zeros(n_bins)  # ordered pairs
+    pair_density = 0.0  # N (N - 1) / V, Å⁻³, averaged over frames
     n_atoms = positions.shape[1]
     iu = np.triu_indices(n_atoms, 1)
     for x, cell in zip(positions, cells):
         d = _minimum_image(x[:, None, :] - x[None, :, :], cell)[iu]
         counts += 2 * np.histogram(np.linalg.norm(d, axis=-1), bins=edges)[0]
-        density += n_atoms / abs(np.linalg.det(cell))
-    density /= len(positions)
-    shell = 4.0 / 3.0 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
-    g = counts / (len(positions) * n_atoms * density * shell)
+        pair_density += n_atoms * (n_atoms - 1) / abs(np.linalg.det(cell))
+    pair_density /= len(positions)
+    shell = 4.0 / 3.0 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)  # [n_bins] Å³
+    g = counts / (len(positions) * pair_density * shell)
     return 0.5 * (edges[1:] + edges[:-1]), g
 
 

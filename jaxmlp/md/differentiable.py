@@ -29,7 +29,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxmlp.md.runner import Simulation, make_step_fn
+from jaxmlp.md.chunk import make_init_fn, make_step_fn
+from jaxmlp.md.simulation import Simulation
 
 
 def kinetic_energy_observable(sim: Simulation) -> Callable:
@@ -47,7 +48,7 @@ def potential_energy_observable(sim: Simulation) -> Callable:
     """``obs(params, state, nbrs) -> eV``: potential energy of a state."""
 
     def obs(params, state, nbrs):
-        box = sim.state_box(state)
+        box = sim.state_box(sim.integrator(params), state)
         kwargs = {} if box is None else {"box": box}
         return sim.energy_fn(params, state.position, nbrs, **kwargs)
 
@@ -69,28 +70,22 @@ def make_trajectory_fn(sim: Simulation, n_segments: int, segment: int, observabl
         on the host (a too small neighbor list makes the gradient meaningless).
     """
     step_fn = make_step_fn(sim)
-    kT = sim.ensemble.kT
+    init_fn = make_init_fn(sim)
+    kT = jnp.asarray(sim.kT, sim.dtype)
 
     def trajectory_fn(params, positions, momenta, nbrs):
-        integrator = sim.integrator(params)
-        state = integrator.init_fn(
-            jax.random.PRNGKey(0), positions, sim.masses, momenta, nbrs, sim.box
-        )
+        carry = init_fn(params, jax.random.PRNGKey(0), positions, momenta, nbrs, kT)
 
         @jax.checkpoint
         def one_segment(carry, _):
             def one_step(carry, _):
-                state, nbrs = carry
-                return step_fn(params, state, nbrs, kT), None
+                return step_fn(params, carry, kT), None
 
             carry, _ = jax.lax.scan(one_step, carry, None, length=segment)
-            state, nbrs = carry
-            return carry, observable_fn(params, state, nbrs)
+            return carry, observable_fn(params, carry.state, carry.nbrs)
 
-        (state, nbrs), observables = jax.lax.scan(
-            one_segment, (state, nbrs), None, length=n_segments
-        )
-        return observables, state, nbrs
+        carry, observables = jax.lax.scan(one_segment, carry, None, length=n_segments)
+        return observables, carry.state, carry.nbrs
 
     return trajectory_fn
 
@@ -103,7 +98,7 @@ def scaled_energy(sim: Simulation) -> Simulation:
         scale, model_params = params
         return scale * energy_fn(model_params, positions, neighbor, **kwargs)
 
-    return dataclasses.replace(sim, energy_fn=scaled, _chunk_cache={})
+    return dataclasses.replace(sim, energy_fn=scaled)
 
 
 def fit_energy_scale(
@@ -132,7 +127,7 @@ def fit_energy_scale(
     trajectory_fn = make_trajectory_fn(
         scaled, n_steps // segment, segment, kinetic_energy_observable(scaled)
     )
-    nbrs = sim.allocate(positions, sim.box)
+    nbrs = sim.allocate(positions)
 
     @jax.jit
     def loss_and_grad(log_s):

@@ -1,14 +1,24 @@
-"""Ensembles as jax-md ``(init_fn, apply_fn)`` pairs in eV, Å, fs, amu, K.
+"""Integrators as a registry of declared ``(init_fn, step_fn)`` pairs (eV, Å, fs, K).
 
-jax-md is unit-free: with energies in eV, lengths in Å and masses in amu its time unit
-is sqrt(amu Å² / eV) = 10.1805 fs (1 amu Å²/fs² = 103.6427 eV). That is exactly ASE's
-internal time unit, so jax-md momenta (amu Å / time unit) are ASE momenta and
-``ase.units.fs`` converts femtoseconds. Everything user-facing here is in fs, K, GPa,
-1/fs; the conversions live in this module only.
+Each entry of :data:`INTEGRATORS` builds an :class:`Integrator` from its static config
+(an :class:`Ensemble` for MD, a :class:`Fire` for relaxation) and **declares** what the
+rest of :mod:`jaxmlp.md` needs to know about it, so that no other module tests names:
 
-Ensembles: ``"nve"`` (velocity Verlet), ``"nvt-langevin"`` (BAOAB Langevin),
-``"nvt"`` (Nosé–Hoover chain), ``"npt"`` (isotropic Nosé–Hoover barostat + chain
-thermostat, Martyna–Tobias–Klein).
+- ``fractional``: periodic positions are fractional (else Cartesian);
+- ``moving_box``: the box is part of the state (``box_fn(state)``);
+- ``rebuild``: the neighbor rebuild policy (:mod:`jaxmlp.md.neighbors`);
+- ``upper_triangular_box``: the box stays upper triangular, as jax-md's cell list needs
+  (else the neighbor search is dense);
+- ``conserves_momentum``: the total (and for molecules angular) momentum is conserved,
+  which sets the degrees of freedom (:mod:`jaxmlp.md.observables`);
+- ``conserved_energy``: ``Epot + Ekin + extended_fn(state)`` is a constant of motion;
+- ``thermostat``: the dynamics samples the config's temperature.
+
+Temperatures enter every call as ``kT`` (eV), never the compiled program, so replicas at
+different temperatures share one program. Ensembles: ``"nve"`` (velocity Verlet),
+``"nvt-langevin"`` (BAOAB Langevin), ``"nvt"`` (Nosé–Hoover chain), ``"npt"`` (isotropic
+Martyna–Tobias–Klein barostat + chain thermostat); relaxations ``"fire"``,
+``"fire-cell-hydrostatic"`` and ``"fire-cell"``.
 """
 
 from __future__ import annotations
@@ -16,28 +26,23 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, NamedTuple
 
-import jax
 import jax.numpy as jnp
-from ase import units
-from jax_md import simulate
+from jax_md import minimize, simulate
 
-from jaxmlp.md.energy import EV_PER_A3_IN_GPA
+from jaxmlp.units import EV_PER_A3_IN_GPA, FS, KB
 
 ENSEMBLES = ("nve", "nvt", "nvt-langevin", "npt")
-KB = units.kB  # eV/K
-FS = units.fs  # internal time units per fs
-EV_PER_AMU_A2_PER_FS2 = 1.0 / units.fs**2  # 103.6427 eV
 
 
 @dataclasses.dataclass(frozen=True)
 class Ensemble:
-    """Static description of an ensemble (hashable; user units).
+    """Static description of an MD ensemble (hashable; user units).
 
     Attributes:
         name: one of ``"nve"``, ``"nvt"`` (Nosé–Hoover chain), ``"nvt-langevin"``,
             ``"npt"``.
         timestep: fs.
-        temperature: K (target of the thermostat; initial velocities for NVE).
+        temperature: K (thermostat target; initial velocities, also for NVE).
         pressure: GPa (NPT only).
         friction: Langevin friction, 1/fs.
         tau_t: thermostat time constant, fs (default 100 timesteps).
@@ -63,127 +68,213 @@ class Ensemble:
             raise ValueError(f"temperature must be >= 0 K, got {self.temperature}")
         if self.name != "nve" and not self.temperature > 0:
             raise ValueError(f"{self.name} needs a positive temperature, got {self.temperature}")
+        if self.name == "nvt-langevin" and not self.friction > 0:
+            raise ValueError(f"Langevin friction must be positive (1/fs), got {self.friction}")
 
     @property
     def kT(self) -> float:
         """Target kT, eV."""
         return KB * self.temperature
 
+
+@dataclasses.dataclass(frozen=True)
+class Fire:
+    """Static description of a FIRE relaxation (jax-md's ``fire_descent[_box]``).
+
+    Attributes:
+        relax_cell: relax the cell too (periodic only) towards ``pressure``.
+        hydrostatic: isotropic cell changes only.
+        pressure: target pressure, GPa.
+        dt_start, dt_max: FIRE time steps (ASE time units, unit masses).
+    """
+
+    relax_cell: bool = False
+    hydrostatic: bool = False
+    pressure: float = 0.0
+    dt_start: float = 0.1
+    dt_max: float = 0.4
+
     @property
-    def thermostatted(self) -> bool:
-        return self.name != "nve"
+    def name(self) -> str:
+        if not self.relax_cell:
+            return "fire"
+        return "fire-cell-hydrostatic" if self.hydrostatic else "fire-cell"
 
 
 class Integrator(NamedTuple):
-    init_fn: Callable  # (key, positions, masses, momenta, neighbor, box) -> state
-    apply_fn: Callable  # (state, neighbor, kT) -> state
-    box_fn: Callable  # state -> jax-md box or None (fixed box)
+    init_fn: Callable  # (key, positions, masses, momenta, nbrs, box, kT) -> state
+    step_fn: Callable  # (state, nbrs, kT) -> state
+    box_fn: Callable  # state -> jax-md box (moving box) or None
+    extended_fn: Callable  # (state, kT) -> eV, thermostat/barostat energy
 
 
-def make_integrator(ensemble: Ensemble, energy_fn, shift_fn, box=None) -> Integrator:
-    """jax-md integrator for ``energy_fn(positions, neighbor, *, box, perturbation, kT)``.
+class IntegratorDef(NamedTuple):
+    """A registry entry: the builder and what it declares (see the module docstring)."""
 
-    Args:
-        ensemble: the ensemble and its parameters.
-        energy_fn: potential energy in eV (params already bound).
-        shift_fn: jax-md shift function of the space.
-        box: jax-md box (lattice vectors as columns), required for NPT.
-    """
-    dt = ensemble.timestep * FS
-    kT = ensemble.kT
-    tau_t = (ensemble.tau_t or 100 * ensemble.timestep) * FS
-    tau_p = (ensemble.tau_p or 1000 * ensemble.timestep) * FS
-    chain = {"chain_length": ensemble.chain_length, "tau": tau_t}
-    name = ensemble.name
-    if name == "nve":
-        init, apply = simulate.nve(energy_fn, shift_fn, dt)
-
-        def init_fn(key, positions, masses, momenta, neighbor, box=None):
-            return init(key, positions, kT, mass=masses, momenta=momenta, neighbor=neighbor)
-
-        def apply_fn(state, neighbor, kT=None):
-            return apply(state, neighbor=neighbor)
-
-        return Integrator(init_fn, apply_fn, lambda state: None)
-    if name == "npt":
-        if box is None:
-            raise ValueError("NPT needs a periodic box")
-        init, apply = simulate.npt_nose_hoover(
-            energy_fn,
-            shift_fn,
-            dt,
-            ensemble.pressure / EV_PER_A3_IN_GPA,
-            kT,
-            barostat_kwargs={"chain_length": ensemble.chain_length, "tau": tau_p},
-            thermostat_kwargs=chain,
-        )
-
-        def init_fn(key, positions, masses, momenta, neighbor, box=box):
-            return init(key, positions, box, mass=masses, momenta=momenta, neighbor=neighbor)
-
-        def apply_fn(state, neighbor, kT=kT):
-            return apply(state, neighbor=neighbor, kT=kT)
-
-        return Integrator(init_fn, apply_fn, simulate.npt_box)
-    if name == "nvt":
-        init, apply = simulate.nvt_nose_hoover(energy_fn, shift_fn, dt, kT, **chain)
-    else:
-        init, apply = simulate.nvt_langevin(
-            energy_fn, shift_fn, dt, kT, gamma=ensemble.friction / FS
-        )
-
-    def init_fn(key, positions, masses, momenta, neighbor, box=None):
-        return init(key, positions, mass=masses, momenta=momenta, neighbor=neighbor)
-
-    def apply_fn(state, neighbor, kT=kT):
-        return apply(state, neighbor=neighbor, kT=kT)
-
-    return Integrator(init_fn, apply_fn, lambda state: None)
+    build: Callable  # (config, energy_fn, shift_fn, box, dof) -> Integrator
+    fractional: bool
+    moving_box: bool
+    rebuild: str
+    upper_triangular_box: bool
+    conserves_momentum: bool
+    conserved_energy: bool
+    thermostat: bool
 
 
-def maxwell_boltzmann(key, masses, temperature: float, dtype=jnp.float32):
-    """[n_atoms, 3] momenta (amu Å / ASE time unit) at ``temperature`` K, zero total.
-
-    Each component is drawn from N(0, m kT); the centre-of-mass velocity is removed
-    (like ``ase.md.velocitydistribution.Stationary``).
-    """
-    masses = jnp.asarray(masses, dtype)
-    kT = jnp.asarray(KB * temperature, dtype)
-    p = jax.random.normal(key, (masses.shape[0], 3), dtype) * jnp.sqrt(masses * kT)[:, None]
-    v_com = jnp.sum(p, axis=0) / jnp.sum(masses)  # [3]
-    return p - masses[:, None] * v_com[None, :]
+def _no_box(state):
+    return None
 
 
-def kinetic_energy(momenta, masses):
-    """Kinetic energy in eV of momenta in ASE units (amu Å / time unit)."""
-    return 0.5 * jnp.sum(momenta**2 / masses[:, None])
+def _zero(state, kT):
+    return jnp.zeros((), state.position.dtype)
 
 
-def temperature(momenta, masses):
-    """Instantaneous temperature, K, with 3 N degrees of freedom (ASE's convention)."""
-    return 2.0 * kinetic_energy(momenta, masses) / (3 * masses.shape[0] * KB)
-
-
-def _chain_energy(chain, kT, dof):
-    """Energy of a Nosé–Hoover chain (dof couples to the first element), eV."""
-    first = chain.momentum[0] ** 2 / (2 * chain.mass[0]) + dof * kT * chain.position[0]
+def _chain_energy(chain, kT):
+    """Energy of a Nosé–Hoover chain (its dof couple to the first element), eV."""
+    first = chain.momentum[0] ** 2 / (2 * chain.mass[0])
+    first = first + chain.degrees_of_freedom * kT * chain.position[0]
     rest = jnp.sum(chain.momentum[1:] ** 2 / (2 * chain.mass[1:]) + kT * chain.position[1:])
     return first + rest
 
 
-def extended_energy(ensemble: Ensemble, state, volume, kT=None):
-    """Energy of the thermostat/barostat variables, eV (0 for NVE and Langevin).
+def _with_dof(chain, dof: int):
+    """The chain coupled to ``dof`` degrees of freedom (jax-md assumes 3N); its masses
+    are recomputed from the dof at every step (``update_mass``)."""
+    return dataclasses.replace(chain, degrees_of_freedom=dof)
 
-    ``Epot + Ekin + extended_energy`` is the conserved quantity of NVE, Nosé–Hoover NVT
-    and Nosé–Hoover NPT dynamics (``volume`` in Å³ is used for NPT's P V term).
-    """
-    kT = ensemble.kT if kT is None else kT
-    if ensemble.name == "nvt":
-        return _chain_energy(state.chain, kT, state.position.size)
-    if ensemble.name == "npt":
+
+def _times(ensemble: Ensemble):
+    dt = ensemble.timestep * FS
+    tau_t = (ensemble.tau_t or 100 * ensemble.timestep) * FS
+    tau_p = (ensemble.tau_p or 1000 * ensemble.timestep) * FS
+    return dt, tau_t, tau_p
+
+
+def _nve(ensemble, energy_fn, shift_fn, box, dof):
+    dt, _, _ = _times(ensemble)
+    init, apply = simulate.nve(energy_fn, shift_fn, dt)
+
+    def init_fn(key, positions, masses, momenta, nbrs, box, kT):
+        return init(key, positions, kT, mass=masses, momenta=momenta, neighbor=nbrs)
+
+    def step_fn(state, nbrs, kT):
+        return apply(state, neighbor=nbrs)
+
+    return Integrator(init_fn, step_fn, _no_box, _zero)
+
+
+def _nvt_langevin(ensemble, energy_fn, shift_fn, box, dof):
+    dt, _, _ = _times(ensemble)
+    init, apply = simulate.nvt_langevin(
+        energy_fn, shift_fn, dt, ensemble.kT, gamma=ensemble.friction / FS
+    )
+
+    def init_fn(key, positions, masses, momenta, nbrs, box, kT):
+        return init(key, positions, mass=masses, momenta=momenta, neighbor=nbrs, kT=kT)
+
+    def step_fn(state, nbrs, kT):
+        return apply(state, neighbor=nbrs, kT=kT)
+
+    return Integrator(init_fn, step_fn, _no_box, _zero)
+
+
+def _nvt_nose_hoover(ensemble, energy_fn, shift_fn, box, dof):
+    dt, tau_t, _ = _times(ensemble)
+    init, apply = simulate.nvt_nose_hoover(
+        energy_fn, shift_fn, dt, ensemble.kT, chain_length=ensemble.chain_length, tau=tau_t
+    )
+
+    def init_fn(key, positions, masses, momenta, nbrs, box, kT):
+        state = init(key, positions, mass=masses, momenta=momenta, neighbor=nbrs, kT=kT)
+        return state.set(chain=_with_dof(state.chain, dof))
+
+    def step_fn(state, nbrs, kT):
+        return apply(state, neighbor=nbrs, kT=kT)
+
+    def extended_fn(state, kT):
+        return _chain_energy(state.chain, kT)
+
+    return Integrator(init_fn, step_fn, _no_box, extended_fn)
+
+
+def _npt(ensemble, energy_fn, shift_fn, box, dof):
+    if box is None:
+        raise ValueError("NPT needs a periodic box")
+    dt, tau_t, tau_p = _times(ensemble)
+    pressure = ensemble.pressure / EV_PER_A3_IN_GPA
+    init, apply = simulate.npt_nose_hoover(
+        energy_fn,
+        shift_fn,
+        dt,
+        pressure,
+        ensemble.kT,
+        barostat_kwargs={"chain_length": ensemble.chain_length, "tau": tau_p},
+        thermostat_kwargs={"chain_length": ensemble.chain_length, "tau": tau_t},
+    )
+
+    def init_fn(key, positions, masses, momenta, nbrs, box, kT):
+        state = init(key, positions, box, mass=masses, momenta=momenta, neighbor=nbrs, kT=kT)
+        return state.set(thermostat=_with_dof(state.thermostat, dof))
+
+    def step_fn(state, nbrs, kT):
+        return apply(state, neighbor=nbrs, kT=kT)
+
+    def extended_fn(state, kT):
         baro = state.barostat
-        extra = _chain_energy(state.thermostat, kT, state.position.size)
-        extra += jnp.sum(baro.momentum**2 / (2 * baro.mass) + kT * baro.position)
-        extra += ensemble.pressure / EV_PER_A3_IN_GPA * volume
-        return extra + state.box_momentum**2 / (2 * state.box_mass)
-    return jnp.zeros((), state.position.dtype)
+        volume = jnp.abs(jnp.linalg.det(simulate.npt_box(state)))
+        extra = _chain_energy(state.thermostat, kT) + _chain_energy(baro, kT)
+        return extra + pressure * volume + state.box_momentum**2 / (2 * state.box_mass)
+
+    return Integrator(init_fn, step_fn, simulate.npt_box, extended_fn)
+
+
+def _fire(config: Fire, energy_fn, shift_fn, box, dof):
+    init, apply = minimize.fire_descent(
+        energy_fn, shift_fn, dt_start=config.dt_start, dt_max=config.dt_max
+    )
+    kwargs = {} if box is None else {"box": box}
+
+    def init_fn(key, positions, masses, momenta, nbrs, box, kT):
+        return init(positions, neighbor=nbrs, **kwargs)
+
+    def step_fn(state, nbrs, kT):
+        return apply(state, neighbor=nbrs, **kwargs)
+
+    return Integrator(init_fn, step_fn, _no_box, _zero)
+
+
+def _fire_cell(config: Fire, energy_fn, shift_fn, box, dof):
+    if box is None:
+        raise ValueError("cell relaxation needs a periodic cell")
+    init, apply = minimize.fire_descent_box(
+        energy_fn,
+        shift_fn,
+        dt_start=config.dt_start,
+        dt_max=config.dt_max,
+        scalar_pressure=config.pressure / EV_PER_A3_IN_GPA,
+        hydrostatic_strain=config.hydrostatic,
+    )
+
+    def init_fn(key, positions, masses, momenta, nbrs, box, kT):
+        return init(positions, box, neighbor=nbrs)
+
+    def step_fn(state, nbrs, kT):
+        return apply(state, neighbor=nbrs)
+
+    return Integrator(init_fn, step_fn, lambda state: state.box, _zero)
+
+
+INTEGRATORS: dict[str, IntegratorDef] = {
+    "nve": IntegratorDef(_nve, True, False, "displacement", True, True, True, False),
+    "nvt": IntegratorDef(_nvt_nose_hoover, True, False, "displacement", True, True, True, True),
+    "nvt-langevin": IntegratorDef(
+        _nvt_langevin, True, False, "displacement", True, False, False, True
+    ),
+    # jax-md's isotropic NPT scales positions explicitly: Cartesian positions
+    "npt": IntegratorDef(_npt, False, True, "strain", True, True, True, True),
+    "fire": IntegratorDef(_fire, True, False, "displacement", True, False, False, False),
+    "fire-cell-hydrostatic": IntegratorDef(
+        _fire_cell, True, True, "strain", True, False, False, False
+    ),
+    "fire-cell": IntegratorDef(_fire_cell, True, True, "strain", False, False, False, False),
+}

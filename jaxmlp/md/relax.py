@@ -1,10 +1,17 @@
-"""Structure optimisation with jax-md's FIRE (positions, optionally the cell).
+"""Structure optimisation with jax-md's FIRE (positions, optionally the cell), through
+the same compiled chunks, neighbor policies and host loop as MD.
 
-Positions-only relaxations use :func:`jax_md.minimize.fire_descent`; cell relaxations
-use :func:`jax_md.minimize.fire_descent_box` (deformation-gradient cell degrees of
-freedom, the cell force scaled by 1/N like ASE's ``UnitCellFilter``), both on the
-energy function and neighbor lists of :mod:`jaxmlp.md`. Steps run in jitted chunks;
-the neighbor overflow bit and the convergence criterion are checked between chunks.
+Positions-only relaxations use ``fire_descent``; cell relaxations
+``fire_descent_box`` (deformation-gradient cell degrees of freedom, the cell force
+scaled by 1/N like ASE's ``UnitCellFilter``), registry entries ``"fire"``,
+``"fire-cell-hydrostatic"`` and ``"fire-cell"`` of :mod:`jaxmlp.md.integrators`. Cell
+relaxations rebuild the neighbor list by the strain policy, a full (non-hydrostatic) one
+uses the dense neighbor search (its box leaves jax-md's upper-triangular form), and a
+cell that shrinks below twice the cutoff stops the relaxation with an error.
+
+Convergence: every atomic force norm below ``fmax`` (eV/Å) and, for cell relaxations,
+the stress within ``stress_tol`` (GPa) of the target: ``max |sigma + P I|`` for a full
+cell, ``|-tr(sigma)/3 - P|`` for a hydrostatic one (ASE sign, sigma potential stress).
 """
 
 from __future__ import annotations
@@ -12,29 +19,50 @@ from __future__ import annotations
 import dataclasses
 
 import ase
-import jax
-import jax.numpy as jnp
 import numpy as np
-from jax_md import minimize
 
-from jaxmlp.md.energy import EV_PER_A3_IN_GPA, stress_fn
-from jaxmlp.md.integrators import Ensemble
-from jaxmlp.md.runner import make_simulation, precision
+from jaxmlp.md.chunk import Programs
+from jaxmlp.md.integrators import Fire
+from jaxmlp.md.loop import advance, guards_for, start
+from jaxmlp.md.run import initial_frame
+from jaxmlp.md.simulation import make_simulation
 from jaxmlp.md.trajectory import frame_atoms
 from jaxmlp.model import Model
 from jaxmlp.model_io import load_model
+from jaxmlp.units import EV_PER_A3_IN_GPA
 
 
 @dataclasses.dataclass
 class RelaxResult:
-    """Relaxed structure (``atoms`` carries a SinglePointCalculator) and convergence."""
+    """Relaxed structure (``atoms`` carries a SinglePointCalculator) and convergence.
+
+    Attributes:
+        atoms: the relaxed structure (the replicated cell if the input was too small).
+        energy: eV. fmax: eV/Å, largest atomic force norm at the end.
+        stress_error: GPa, distance of the stress from the target (0 without a cell).
+        steps: FIRE steps. converged: both criteria met.
+        reallocations: neighbor-list reallocations. message: why it stopped.
+    """
 
     atoms: ase.Atoms
-    energy: float  # eV
-    fmax: float  # eV/Å, largest atomic (or cell) force component norm at the end
+    energy: float
+    fmax: float
+    stress_error: float
     steps: int
     converged: bool
     reallocations: int
+    message: str
+
+
+def _errors(frame, config: Fire, i: int = -1):
+    """(max force norm eV/Å, stress error GPa) of frame ``i``."""
+    fmax = float(np.linalg.norm(np.asarray(frame.forces[i], np.float64), axis=-1).max())
+    if not config.relax_cell:
+        return fmax, 0.0
+    sigma = np.asarray(frame.stress[i], np.float64) * EV_PER_A3_IN_GPA
+    if config.hydrostatic:
+        return fmax, abs(-np.trace(sigma) / 3.0 - config.pressure)
+    return fmax, float(np.abs(sigma + config.pressure * np.eye(3)).max())
 
 
 def relax(
@@ -42,6 +70,7 @@ def relax(
     atoms,
     *,
     fmax: float = 0.05,
+    stress_tol: float = 0.1,
     max_steps: int = 2000,
     relax_cell: bool = False,
     pressure: float = 0.0,
@@ -51,110 +80,70 @@ def relax(
     skin: float = 0.5,
     dt_start: float = 0.1,
     dt_max: float = 0.4,
+    programs: Programs | None = None,
 ) -> RelaxResult:
-    """Minimise the energy with FIRE until every force norm is below ``fmax``.
+    """Minimise the (enthalpy) energy with FIRE until converged or ``max_steps``.
 
     Args:
         model: model or model file.
         atoms: ``ase.Atoms`` / :class:`~jaxmlp.structure.Structure` (periodic or molecule).
             Small periodic cells are replicated for the neighbor list; the result is
             the replicated cell.
-        fmax: convergence threshold, eV/Å (cell forces: virial / N, eV).
+        fmax: force threshold, eV/Å.
+        stress_tol: stress threshold, GPa (cell relaxations).
         max_steps: give up after this many FIRE steps.
         relax_cell: also relax the cell (periodic only) towards ``pressure`` GPa.
         hydrostatic: isotropic cell changes only.
         dtype: ``"float32"`` or ``"float64"``.
-        chunk: FIRE steps per compiled chunk.
+        chunk: FIRE steps per compiled chunk (convergence is checked between chunks).
         skin: neighbor-list skin, Å.
-        dt_start, dt_max: FIRE time steps (ASE time units, masses 1).
+        dt_start, dt_max: FIRE time steps (ASE time units, unit masses).
+
+    Raises:
+        jaxmlp.md.loop.MDBlowUpError: the cell got thinner than twice the cutoff (start from a larger
+            supercell), or the forces became non-finite.
     """
     if not isinstance(model, Model):
         model = load_model(model)
-    sim = make_simulation(model, atoms, Ensemble("nve"), dtype=dtype, skin=skin)
-    system = sim.system
-    if relax_cell and not system.periodic:
-        raise ValueError(f"{system.source}: relax_cell needs a periodic cell")
-    with precision(sim.x64):
-        params = jax.tree.map(lambda p: jnp.asarray(p, sim.dtype), model.params)
-        energy_fn = lambda positions, neighbor, **kw: sim.energy_fn(  # noqa: E731
-            params, positions, neighbor, **kw
+    config = Fire(relax_cell, hydrostatic, pressure, dt_start, dt_max)
+    sim = make_simulation(model, atoms, config, dtype=dtype, skin=skin)
+    programs = programs or Programs()
+    progress = start(sim, programs, model.params)
+
+    def converged(frames):
+        f, s = _errors(frames, config)
+        return f <= fmax and s <= stress_tol
+
+    frame = initial_frame(sim, programs, model.params, progress)
+    if not converged(frame):
+        def keep(frames, first_step):
+            nonlocal frame
+            frame = frames
+
+        progress = advance(
+            sim, programs, model.params, progress, max(1, -(-max_steps // chunk)),
+            stride=chunk, frames_per_chunk=1, kT=0.0,
+            guards=guards_for(sim, min_distance=0.0), on_frames=keep, until=converged,
         )
-        if relax_cell:
-            init_fn, apply_fn = minimize.fire_descent_box(
-                energy_fn,
-                sim.space.shift_fn,
-                dt_start=dt_start,
-                dt_max=dt_max,
-                scalar_pressure=pressure / EV_PER_A3_IN_GPA,
-                hydrostatic_strain=hydrostatic,
-            )
-        else:
-            init_fn, apply_fn = minimize.fire_descent(
-                energy_fn, sim.space.shift_fn, dt_start=dt_start, dt_max=dt_max
-            )
-
-        def box_of(state):
-            return state.box if relax_cell else sim.box
-
-        def force_max(state):
-            f = jnp.max(jnp.linalg.norm(state.force, axis=-1))
-            if relax_cell:
-                f = jnp.maximum(f, jnp.max(jnp.abs(state.box_force)))
-            return f
-
-        @jax.jit
-        def run_chunk(state, nbrs):
-            def body(carry, _):
-                state, nbrs = carry
-                nbrs = sim.update(state.position, nbrs, box_of(state))
-                kwargs = {"neighbor": nbrs}
-                if system.periodic and not relax_cell:
-                    kwargs["box"] = sim.box
-                return (apply_fn(state, **kwargs), nbrs), None
-
-            (state, nbrs), _ = jax.lax.scan(body, (state, nbrs), None, length=chunk)
-            return state, nbrs, force_max(state), nbrs.did_buffer_overflow
-
-        positions = system.initial_positions(sim.dtype)
-        nbrs = sim.allocate(positions, sim.box)
-        if relax_cell:
-            state = init_fn(positions, sim.box, neighbor=nbrs)
-        else:
-            kwargs = {"box": sim.box} if system.periodic else {}
-            state = init_fn(positions, neighbor=nbrs, **kwargs)
-        steps, reallocations = 0, 0
-        f = float(force_max(state))
-        while f > fmax and steps < max_steps:
-            new_state, new_nbrs, new_f, overflow = run_chunk(state, nbrs)
-            if bool(overflow):
-                nbrs = sim.reallocate(state.position, nbrs, box_of(state))
-                reallocations += 1
-                continue
-            state, nbrs, f = new_state, new_nbrs, float(new_f)
-            steps += chunk
-            if not np.isfinite(f):
-                raise RuntimeError(f"{system.source}: FIRE produced non-finite forces at step {steps}")
-        box = box_of(state)
-        if system.periodic:
-            energy, stress = jax.jit(stress_fn, static_argnums=0)(
-                sim.energy_fn, params, state.position, nbrs, box
-            )
-            cell = np.asarray(box, np.float64).T
-            positions = np.asarray(state.position, np.float64) @ cell
-        else:
-            energy = jax.jit(sim.energy_fn)(params, state.position, nbrs)
-            stress, cell, positions = None, None, np.asarray(state.position, np.float64)
-        forces = np.asarray(state.force, np.float64)
-    rot = system.rotation
+    f, s = _errors(frame, config)
+    ok = f <= fmax and s <= stress_tol
+    rot = sim.system.rotation
+    positions = np.asarray(frame.positions[-1], np.float64)
+    cell = np.asarray(frame.cell[-1], np.float64) if sim.system.periodic else None
     out = frame_atoms(
-        system.numbers,
-        system.masses,
+        sim.system.numbers,
+        sim.system.masses,
         positions @ rot.T,
         np.zeros_like(positions),
-        forces @ rot.T,
-        float(energy),
+        np.asarray(frame.forces[-1], np.float64) @ rot.T,
+        float(frame.energy[-1]),
         cell=None if cell is None else cell @ rot.T,
-        stress=None if stress is None else rot @ np.asarray(stress, np.float64) @ rot.T,
-        info={"relax_steps": steps, "relax_fmax": f},
+        stress=rot @ np.asarray(frame.stress[-1], np.float64) @ rot.T,
+        info={"relax_steps": progress.step, "relax_fmax": f, "relax_stress_error_GPa": s},
     )
-    return RelaxResult(out, float(energy), f, steps, f <= fmax, reallocations)
+    message = "converged" if ok else f"not converged after {progress.step} steps"
+    return RelaxResult(out, float(frame.energy[-1]), f, s, progress.step, ok,
+                       progress.reallocations, message)
+
+
+

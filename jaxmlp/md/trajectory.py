@@ -19,18 +19,8 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.data import atomic_masses
 
 from jaxmlp.calculator import full_3x3_to_voigt
+from jaxmlp.md.observables import THERMO_COLUMNS
 
-THERMO_COLUMNS = (
-    "step",
-    "time_ps",
-    "T_K",
-    "Epot_eV",
-    "Ekin_eV",
-    "Etot_eV",
-    "pressure_GPa",
-    "volume_A3",
-    "conserved_eV",
-)
 
 
 def frame_atoms(

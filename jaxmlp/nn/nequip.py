@@ -11,8 +11,9 @@ Layout, chosen for speed on CPU: features are a dict ``irrep -> [n_nodes, 2l+1, 
 (channels last, so each linear is one matmul), the edge tensor product is the fused
 kernel of :mod:`jaxmlp.nn.tensor_product`, all linears act on nodes (never edges), the
 first dense layer of every layer's radial MLP is one fused matmul, and messages are
-summed with one sorted ``segment_sum`` per layer. Weights are drawn N(0, 1) and scaled by
-1/sqrt(fan_in) in the forward pass (e3nn's convention).
+summed with one ``segment_sum`` per path (edges in any order: MD's lists are unsorted).
+Weights are drawn N(0, 1) and scaled by 1/sqrt(fan_in) in the forward pass (e3nn's
+convention).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmlp.nn.radial import bessel_basis, mask_vectors, polynomial_cutoff, safe_norm
-from jaxmlp.nn.tensor_product import Irrep, irrep_name, make_plan, edge_tensor_product, gather_paths
+from jaxmlp.nn.tensor_product import Irrep, edge_tensor_product, gather_paths, irrep_name, make_plan
 
 SILU_NORM = 1.679  # ~unit second moment of silu(x) * SILU_NORM for x ~ N(0, 1)
 
@@ -122,7 +123,8 @@ class NequIPLayer(nn.Module):
             if ir not in h:
                 continue
             w = self.param(
-                f"self_connection_{irrep_name(ir)}", _normal,
+                f"self_connection_{irrep_name(ir)}",
+                _normal,
                 (self.num_species, c, width[ir]),
             )
             x = h[ir]  # [n, d, C]
@@ -141,10 +143,9 @@ class NequIPLayer(nn.Module):
         plan = self.plan()
         messages = edge_tensor_product(plan, h_senders, sh, weights)  # [[n_edges, d3, C]]
         norm = 1.0 / np.sqrt(self.avg_num_neighbors)
+        # no indices_are_sorted hint: MD's edge lists are not sorted by receiver
         messages = [
-            jax.ops.segment_sum(m, receivers, num_segments=n_nodes, indices_are_sorted=True)
-            * norm
-            for m in messages
+            jax.ops.segment_sum(m, receivers, num_segments=n_nodes) * norm for m in messages
         ]  # per path [n_nodes, d3, C]
 
         # linear on nodes mixing paths and channels, plus the self-connection
@@ -196,7 +197,9 @@ class NequIP(nn.Module):
         envelope = polynomial_cutoff(r, self.r_max, self.cutoff_p) * edge_mask
         radial = bessel_basis(r, self.num_basis, self.r_max) * envelope[:, None]
         sh = e3nn.spherical_harmonics(
-            e3nn.Irreps.spherical_harmonics(self.l_max), vectors, normalize=True,
+            e3nn.Irreps.spherical_harmonics(self.l_max),
+            vectors,
+            normalize=True,
             normalization="component",
         ).array
         sh = sh * envelope[:, None]  # [n_edges, (l_max+1)^2]; messages vanish at r_max
@@ -210,8 +213,13 @@ class NequIP(nn.Module):
         for i in range(self.num_layers):
             layers.append(
                 NequIPLayer(
-                    irreps_in, irreps, self.l_max, c, self.num_species,
-                    self.avg_num_neighbors, name=f"layer_{i}",
+                    irreps_in,
+                    irreps,
+                    self.l_max,
+                    c,
+                    self.num_species,
+                    self.avg_num_neighbors,
+                    name=f"layer_{i}",
                 )
             )
             irreps_in = irreps
