@@ -48,8 +48,16 @@ def run(sim, params, progress, n_steps, programs=None, stride=STRIDE, n_frames=N
     """advance() with this file's defaults; returns (progress, programs)."""
     programs = programs or Programs()
     progress = advance(
-        sim, programs, params, progress, n_steps // stride, stride=stride,
-        frames_per_chunk=n_frames, kT=sim.kT, guards=kw.pop("guards", guards_for(sim)), **kw,
+        sim,
+        programs,
+        params,
+        progress,
+        n_steps // stride,
+        stride=stride,
+        frames_per_chunk=n_frames,
+        kT=sim.kT,
+        guards=kw.pop("guards", guards_for(sim)),
+        **kw,
     )
     return progress, programs
 
@@ -58,15 +66,24 @@ def run(sim, params, progress, n_steps, programs=None, stride=STRIDE, n_frames=N
 def nve(md_model):
     with jax.enable_x64(True):
         sim = make_simulation(
-            md_model, cu_lattice(), Ensemble("nve", timestep=2.0, temperature=600.0),
-            dtype="float64", capacity_multiplier=2.0,
+            md_model,
+            cu_lattice(),
+            Ensemble("nve", timestep=2.0, temperature=600.0),
+            dtype="float64",
+            capacity_multiplier=2.0,
         )
         programs = Programs()
         progress = start(sim, programs, md_model.params, seed=1)
         first = dataclasses.replace(progress)
         frames = []
-        progress, _ = run(sim, md_model.params, progress, 4 * N_FRAMES * STRIDE, programs,
-                          on_frames=collect(frames))
+        progress, _ = run(
+            sim,
+            md_model.params,
+            progress,
+            4 * N_FRAMES * STRIDE,
+            programs,
+            on_frames=collect(frames),
+        )
     return sim, first, progress, frames
 
 
@@ -80,8 +97,10 @@ def test_nve_conserves_energy_and_traces_once(md_model, nve):
     time_ps = np.arange(1, len(total) + 1) * STRIDE * 2.0 / 1000.0
     drift = np.polyfit(time_ps, total, 1)[0] / sim.system.n_atoms  # eV/atom/ps
     spread = np.ptp(total) / sim.system.n_atoms
-    print(f"\nNVE float64, dt 2 fs, 0.8 ps, 32 Cu: drift {drift:.2e} eV/atom/ps, "
-          f"max-min {spread:.2e} eV/atom, kinetic range {np.ptp(kinetic):.3f} eV")
+    print(
+        f"\nNVE float64, dt 2 fs, 0.8 ps, 32 Cu: drift {drift:.2e} eV/atom/ps, "
+        f"max-min {spread:.2e} eV/atom, kinetic range {np.ptp(kinetic):.3f} eV"
+    )
     assert np.ptp(kinetic) > 0.1  # the atoms do move
     assert abs(drift) < 1e-4
     assert spread < 5e-4
@@ -108,18 +127,22 @@ def test_chunk_equals_step_by_step(md_model, nve):
 def test_overflow_recovers_and_matches_roomy_run(md_model, nve):
     sim_ref, _, _, frames_ref = nve
     with jax.enable_x64(True):
-        sim = make_simulation(md_model, cu_lattice(), sim_ref.dynamics, dtype="float64",
-                              capacity_multiplier=1.0)
+        sim = make_simulation(
+            md_model, cu_lattice(), sim_ref.dynamics, dtype="float64", capacity_multiplier=1.0
+        )
         progress = start(sim, Programs(), md_model.params, seed=1)
         capacity = progress.nbrs.idx.shape[-1]
         frames = []
-        progress, _ = run(sim, md_model.params, progress, 4 * N_FRAMES * STRIDE,
-                          on_frames=collect(frames))
+        progress, _ = run(
+            sim, md_model.params, progress, 4 * N_FRAMES * STRIDE, on_frames=collect(frames)
+        )
     assert progress.reallocations >= 1  # second-shell pairs entered the exactly-sized list
     assert progress.nbrs.idx.shape[-1] > capacity
     assert progress.compilations == 1 + progress.reallocations
-    print(f"\noverflow run: {progress.reallocations} reallocation(s), capacity {capacity} -> "
-          f"{progress.nbrs.idx.shape[-1]}")
+    print(
+        f"\noverflow run: {progress.reallocations} reallocation(s), capacity {capacity} -> "
+        f"{progress.nbrs.idx.shape[-1]}"
+    )
     assert len(frames) == len(frames_ref)
     for f, g in zip(frames, frames_ref):
         np.testing.assert_allclose(f.positions, g.positions, atol=1e-9)
@@ -130,18 +153,21 @@ def test_overflow_under_compression_matches_roomy_run(md_model):
     """NPT squeezes the box: ever more pairs enter the cutoff, the exactly-sized list
     overflows repeatedly, and every recovered chunk equals a run that never overflowed."""
     atoms = bulk("Cu", "fcc", a=3.9, cubic=True).repeat((3, 3, 3))  # first shell only
-    ensemble = Ensemble("npt", timestep=2.0, temperature=300.0, pressure=5.0,
-                        tau_t=50.0, tau_p=300.0)
+    ensemble = Ensemble(
+        "npt", timestep=2.0, temperature=300.0, pressure=5.0, tau_t=50.0, tau_p=300.0
+    )
     runs = {}
     for multiplier in (1.0, 5.0):
         with jax.enable_x64(True):
-            sim = make_simulation(md_model, atoms, ensemble, dtype="float64",
-                                  capacity_multiplier=multiplier)
+            sim = make_simulation(
+                md_model, atoms, ensemble, dtype="float64", capacity_multiplier=multiplier
+            )
             progress = start(sim, Programs(), md_model.params, seed=1)
             capacity = progress.nbrs.idx.shape[-1]
             frames = []
-            progress, _ = run(sim, md_model.params, progress, 40, stride=2, n_frames=5,
-                              on_frames=collect(frames))
+            progress, _ = run(
+                sim, md_model.params, progress, 40, stride=2, n_frames=5, on_frames=collect(frames)
+            )
         runs[multiplier] = (progress, capacity, frames)
     (tight, capacity, frames), (roomy, _, frames_ref) = runs[1.0], runs[5.0]
     assert roomy.reallocations == 0 and tight.reallocations >= 2
@@ -160,8 +186,14 @@ def test_blow_up_stops_with_last_good_state(md_model, nve):
     frames = []
     guards = dataclasses.replace(guards_for(sim), min_distance=2.2)  # NN ~2.55 Å at 600 K
     with jax.enable_x64(True), pytest.raises(MDBlowUpError, match="Å apart") as info:
-        run(sim, md_model.params, dataclasses.replace(first), 2 * N_FRAMES * STRIDE,
-            guards=guards, on_frames=collect(frames))
+        run(
+            sim,
+            md_model.params,
+            dataclasses.replace(first),
+            2 * N_FRAMES * STRIDE,
+            guards=guards,
+            on_frames=collect(frames),
+        )
     progress = info.value.status
     n_good = sum(len(f.energy) for f in frames)
     assert 0 < n_good and progress.step % (N_FRAMES * STRIDE) == 0
@@ -177,8 +209,9 @@ def test_restart_continues_exactly(md_model, tmp_path, name):
     """Straight run == run, save, load, run; bit for bit (thermostat, barostat, RNG and
     neighbor list restored), also after a reallocation in the first half (NPT's tight
     list)."""
-    ensemble = Ensemble(name, timestep=2.0, temperature=1200.0, friction=0.05, pressure=5.0,
-                        tau_t=50.0, tau_p=300.0)
+    ensemble = Ensemble(
+        name, timestep=2.0, temperature=1200.0, friction=0.05, pressure=5.0, tau_t=50.0, tau_p=300.0
+    )
     model = jaxmlp.build_model("morse", species=("Cu",), r_max=3.0)  # a physical EOS
     # second shell (3.55 Å) just outside the list radius (3.5 Å): it enters soon
     atoms = bulk("Cu", "fcc", a=3.55, cubic=True).repeat((2, 2, 2))
@@ -205,8 +238,13 @@ def test_replicas_reach_their_own_temperatures(md_model, tmp_path, name):
     temperatures = [300.0, 700.0, 300.0, 700.0]
     ensemble = Ensemble(name, timestep=2.0, friction=0.1, tau_t=20.0)
     result = run_replicas(
-        md_model, cu_lattice(), ensemble, n_replicas=4, temperatures=temperatures,
-        steps=600, out_dir=tmp_path,
+        md_model,
+        cu_lattice(),
+        ensemble,
+        n_replicas=4,
+        temperatures=temperatures,
+        steps=600,
+        out_dir=tmp_path,
         options=MDOptions(stride=5, frames_per_chunk=20, plots=False),
     )
     assert result.compilations == 3 + result.reallocations  # init, first frame, chunk

@@ -29,9 +29,7 @@ def add_parser(subparsers) -> None:
     md.add_argument("--tau-p", type=float, default=None, help="barostat time, fs")
     md.add_argument("--replicas", type=int, default=1, help="independent replicas (vmap)")
     md.add_argument("--stride", type=int, default=10, help="steps between frames")
-    md.add_argument(
-        "--chunk", type=int, default=100, help="steps per compiled chunk (host sync)"
-    )
+    md.add_argument("--chunk", type=int, default=100, help="steps per compiled chunk (host sync)")
     md.add_argument("--seed", type=int, default=0)
     md.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     md.add_argument("--skin", type=float, default=0.5, help="neighbor skin, Å")
@@ -84,8 +82,13 @@ def run_md_command(args: argparse.Namespace) -> int:
         raise SystemExit(f"jaxmlp md: --chunk ({args.chunk}) must be a multiple of --stride")
     try:
         ensemble = Ensemble(
-            args.ensemble, args.timestep, args.temperature, args.pressure, args.friction,
-            args.tau_t, args.tau_p,
+            args.ensemble,
+            args.timestep,
+            args.temperature,
+            args.pressure,
+            args.friction,
+            args.tau_t,
+            args.tau_p,
         )
         options = MDOptions(
             dtype=args.dtype,
@@ -98,7 +101,9 @@ def run_md_command(args: argparse.Namespace) -> int:
             plots=not args.no_plots,
         )
         common = dict(
-            steps=args.steps, out_dir=args.out, options=options,
+            steps=args.steps,
+            out_dir=args.out,
+            options=options,
             log=lambda message: print(message, flush=True),
         )
         if args.replicas > 1:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxmlp.md.system import perpendicular_widths  # noqa: F401 (re-exported)
+from jaxmlp.md.system import perpendicular_widths
 
 
 def _minimum_image(vectors, cell):

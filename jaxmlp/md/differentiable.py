@@ -24,7 +24,7 @@ Example: fit an energy scale through MD (see :func:`fit_energy_scale`)::
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -132,7 +132,9 @@ def fit_energy_scale(
     @jax.jit
     def loss_and_grad(log_s):
         def loss(log_s):
-            observables, _, out_nbrs = trajectory_fn((jnp.exp(log_s), params), positions, momenta, nbrs)
+            observables, _, out_nbrs = trajectory_fn(
+                (jnp.exp(log_s), params), positions, momenta, nbrs
+            )
             mean = jnp.mean(observables)
             return ((mean - target) / target) ** 2, (mean, out_nbrs.did_buffer_overflow)
 

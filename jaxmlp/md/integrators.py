@@ -24,7 +24,8 @@ Martyna–Tobias–Klein barostat + chain thermostat); relaxations ``"fire"``,
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax.numpy as jnp
 from jax_md import minimize, simulate

@@ -14,7 +14,7 @@ frames and stop with :class:`MDBlowUpError`, keeping the last good state.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +47,8 @@ class Progress:
         alloc_box: jax-md box at which the current list was allocated (host numpy or
             None for free space; restarts rebuild the same cell grid from it).
         reallocations: neighbor-list reallocations (one recompilation each).
+        repaired: the jax-md error bits that caused them, OR-ed
+            (:data:`~jaxmlp.md.neighbors.NEIGHBOR_LIST_OVERFLOW` ...).
         compilations: traces of the caller's :class:`~jaxmlp.md.chunk.Programs`.
         message: ``"running"``, ``"completed"``, ``"converged"`` or why it stopped.
     """
@@ -55,6 +57,7 @@ class Progress:
     step: int = 0
     alloc_box: np.ndarray | None = None
     reallocations: int = 0
+    repaired: int = 0
     compilations: int = 0
     message: str = "running"
 
@@ -134,8 +137,14 @@ def _replica(tree, i):
     return jax.tree.map(lambda x: x[i], tree)
 
 
-def reallocate(sim: Simulation, carry: Carry, *, batched: bool = False, growth: float = 1.2,
-               shrink: float = 1.0):
+def reallocate(
+    sim: Simulation,
+    carry: Carry,
+    *,
+    batched: bool = False,
+    growth: float = 1.2,
+    shrink: float = 1.0,
+):
     """``(carry, alloc_box)`` with fresh, larger lists built at each state's box.
 
     Args:
@@ -152,7 +161,9 @@ def reallocate(sim: Simulation, carry: Carry, *, batched: bool = False, growth: 
         box = sim.state_box(integrator, c.state)
         list_box = None if box is None else box * shrink
         fresh.append((sim.allocate(c.state.position, box, list_box=list_box), list_box))
-    target = max([neighbors.capacity(nb) for nb, _ in fresh] + [int(np.ceil(growth * old_capacity))])
+    target = max(
+        [neighbors.capacity(nb) for nb, _ in fresh] + [int(np.ceil(growth * old_capacity))]
+    )
     target = min(target, min(neighbors.capacity_limit(nb) for nb, _ in fresh))
     base = fresh[0][0]
     cl_capacity = base.cell_list_capacity
@@ -163,8 +174,12 @@ def reallocate(sim: Simulation, carry: Carry, *, batched: bool = False, growth: 
         nb = neighbors.pad_capacity(nb, target)
         # one treedef for all replicas: the static fields of the first list
         nb = dataclasses.replace(
-            base, idx=nb.idx, reference_position=nb.reference_position, error=nb.error,
-            max_occupancy=target, cell_list_capacity=cl_capacity,
+            base,
+            idx=nb.idx,
+            reference_position=nb.reference_position,
+            error=nb.error,
+            max_occupancy=target,
+            cell_list_capacity=cl_capacity,
         )
         ref_box = c.ref_box if list_box is None else jnp.asarray(list_box, c.ref_box.dtype)
         out.append(Carry(c.state, nb, ref_box))
@@ -249,13 +264,14 @@ def advance(
                     sim, progress.carry, batched=batched, shrink=shrink
                 )
                 progress.reallocations += 1
+                progress.repaired |= code
                 continue
             in_a_row = 0
             frames = jax.device_get(frames)
             bad, reason = _first_bad(sim, frames, guards, batched)
             if bad is not None:
                 if on_frames is not None and bad > 0:
-                    good = jax.tree.map(lambda x: _take(x, bad, batched), frames)
+                    good = jax.tree.map(lambda x, n=bad: _take(x, n, batched), frames)
                     on_frames(good, progress.step + stride)
                 progress.message = (
                     f"{source}: stopped at step {progress.step + stride * (bad + 1)}: "
@@ -293,8 +309,15 @@ def _first_bad(sim, frames, guards, batched):
     return min(found) if found else (None, None)
 
 
-def start(sim: Simulation, programs: Programs, params, *, seed: int = 0, momenta=None,
-          temperature: float | None = None) -> Progress:
+def start(
+    sim: Simulation,
+    programs: Programs,
+    params,
+    *,
+    seed: int = 0,
+    momenta=None,
+    temperature: float | None = None,
+) -> Progress:
     """A :class:`Progress` at step 0.
 
     Args:

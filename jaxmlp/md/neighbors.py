@@ -32,7 +32,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import warnings
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -191,7 +192,9 @@ def make_update_fn(fns: NeighborFns, policy: str, r_max: float, skin: float, per
         # a reference shifted by half a cell makes jax-md's own test fire
         forced = jnp.where(need, nbrs.reference_position + 0.5, nbrs.reference_position)
         with jax_md_quirks():
-            new = fns.update(positions, dataclasses.replace(nbrs, reference_position=forced), box=box)
+            new = fns.update(
+                positions, dataclasses.replace(nbrs, reference_position=forced), box=box
+            )
         rebuilt = need | jnp.any(new.reference_position != forced)
         return new, jnp.where(rebuilt, box, ref_box)
 

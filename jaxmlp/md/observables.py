@@ -66,8 +66,17 @@ def pressure_gpa(kinetic, stress, volume):
     return (2.0 * kinetic / (3.0 * volume) - trace / 3.0) * EV_PER_A3_IN_GPA
 
 
-def thermo_rows(frames, masses, dof: int, *, first_step: int, stride: int, timestep: float,
-                periodic: bool, conserved: bool) -> np.ndarray:
+def thermo_rows(
+    frames,
+    masses,
+    dof: int,
+    *,
+    first_step: int,
+    stride: int,
+    timestep: float,
+    periodic: bool,
+    conserved: bool,
+) -> np.ndarray:
     """[n_frames, 9] rows of :data:`THERMO_COLUMNS` from host frames.
 
     Args:
@@ -91,7 +100,16 @@ def thermo_rows(frames, masses, dof: int, *, first_step: int, stride: int, times
     total = epot + ke
     extended = total + np.asarray(frames.extended, np.float64)
     return np.stack(
-        [steps, steps * timestep / 1000.0, temperature(ke, dof), epot, ke, total, pressure,
-         volume, extended if conserved else np.full_like(epot, np.nan)],
+        [
+            steps,
+            steps * timestep / 1000.0,
+            temperature(ke, dof),
+            epot,
+            ke,
+            total,
+            pressure,
+            volume,
+            extended if conserved else np.full_like(epot, np.nan),
+        ],
         1,
     )

@@ -116,14 +116,23 @@ def relax(
 
     frame = initial_frame(sim, programs, model.params, progress)
     if not converged(frame):
+
         def keep(frames, first_step):
             nonlocal frame
             frame = frames
 
         progress = advance(
-            sim, programs, model.params, progress, max(1, -(-max_steps // chunk)),
-            stride=chunk, frames_per_chunk=1, kT=0.0,
-            guards=guards_for(sim, min_distance=0.0), on_frames=keep, until=converged,
+            sim,
+            programs,
+            model.params,
+            progress,
+            max(1, -(-max_steps // chunk)),
+            stride=chunk,
+            frames_per_chunk=1,
+            kT=0.0,
+            guards=guards_for(sim, min_distance=0.0),
+            on_frames=keep,
+            until=converged,
         )
     f, s = _errors(frame, config)
     ok = f <= fmax and s <= stress_tol
@@ -142,8 +151,6 @@ def relax(
         info={"relax_steps": progress.step, "relax_fmax": f, "relax_stress_error_GPa": s},
     )
     message = "converged" if ok else f"not converged after {progress.step} steps"
-    return RelaxResult(out, float(frame.energy[-1]), f, s, progress.step, ok,
-                       progress.reallocations, message)
-
-
-
+    return RelaxResult(
+        out, float(frame.energy[-1]), f, s, progress.step, ok, progress.reallocations, message
+    )

@@ -82,7 +82,11 @@ def run_replicas(
     if len(temperatures) != n_replicas:
         raise ValueError(f"{len(temperatures)} temperatures for {n_replicas} replicas")
     sim = make_simulation(
-        model, atoms, ensemble, dtype=options.dtype, skin=options.skin,
+        model,
+        atoms,
+        ensemble,
+        dtype=options.dtype,
+        skin=options.skin,
         capacity_multiplier=options.capacity_multiplier,
     )
     stride = options.stride
@@ -98,7 +102,7 @@ def run_replicas(
 
     def on_frames(frames, first_step):
         for i, (traj, thermo) in enumerate(writers):
-            one = jax.tree.map(lambda x: x[i], frames)
+            one = jax.tree.map(lambda x, i=i: x[i], frames)
             traj.write(frames_to_atoms(sim, one, first_step, stride))
             thermo.write(rows_of(sim, one, first_step, stride))
 
@@ -107,7 +111,7 @@ def run_replicas(
         start(sim, programs, model.params, seed=options.seed + i, temperature=t)
         for i, t in enumerate(temperatures)
     ]
-    stack = lambda *xs: jnp.stack(xs)  # noqa: E731
+    stack = lambda *xs: jnp.stack(xs)
     # lists from separate allocations differ in static fields: stack the first as a
     # placeholder, then give every replica its own list with one capacity
     carry = Carry(
@@ -121,9 +125,15 @@ def run_replicas(
     try:
         on_frames(initial_frame(sim, programs, model.params, progress, batched=True), 0)
         progress = advance(
-            sim, programs, model.params, progress, steps // stride, stride=stride,
+            sim,
+            programs,
+            model.params,
+            progress,
+            steps // stride,
+            stride=stride,
             frames_per_chunk=options.frames_per_chunk,
-            kT=np.asarray(temperatures) * KB, batched=True,
+            kT=np.asarray(temperatures) * KB,
+            batched=True,
             guards=guards_for(sim, options.min_distance, max_temperature),
             on_frames=on_frames,
             on_chunk=lambda p: log(f"step {p.step}"),

@@ -78,8 +78,9 @@ def read_restart_header(path) -> dict:
     return header
 
 
-def load_restart(path, model: Model, ensemble: Ensemble | None = None,
-                 programs: Programs | None = None):
+def load_restart(
+    path, model: Model, ensemble: Ensemble | None = None, programs: Programs | None = None
+):
     """``(sim, progress)`` continuing the run saved in ``path``.
 
     Args:
@@ -113,7 +114,11 @@ def load_restart(path, model: Model, ensemble: Ensemble | None = None,
         source=sys_h["source"],
     )
     sim = make_simulation(
-        model, system, ensemble, dtype=header["dtype"], skin=header["skin"],
+        model,
+        system,
+        ensemble,
+        dtype=header["dtype"],
+        skin=header["skin"],
         capacity_multiplier=header["capacity_multiplier"],
     )
     template = start(sim, programs or Programs(), model.params).carry
@@ -143,6 +148,7 @@ def load_restart(path, model: Model, ensemble: Ensemble | None = None,
             cell_list_capacity=header["cell_list_capacity"],
         )
         carry = Carry(state, nbrs, jnp.asarray(arrays["ref_box"], sim.dtype))
-    progress = Progress(carry, int(header["step"]), alloc_box,
-                        reallocations=int(header["reallocations"]))
+    progress = Progress(
+        carry, int(header["step"]), alloc_box, reallocations=int(header["reallocations"])
+    )
     return sim, progress

@@ -22,6 +22,7 @@ from jaxmlp.md import analysis
 from jaxmlp.md.chunk import Programs
 from jaxmlp.md.integrators import Ensemble
 from jaxmlp.md.loop import MDBlowUpError, Progress, advance, guards_for, start
+from jaxmlp.md.neighbors import describe_errors
 from jaxmlp.md.observables import thermo_rows
 from jaxmlp.md.restart import load_restart, save_restart
 from jaxmlp.md.simulation import Simulation, make_simulation, precision
@@ -124,8 +125,13 @@ def frames_to_atoms(sim: Simulation, frames, first_step: int, stride: int) -> li
 def rows_of(sim: Simulation, frames, first_step: int, stride: int) -> np.ndarray:
     """Thermo rows of one trajectory's host frames."""
     return thermo_rows(
-        frames, sim.system.masses, sim.dof, first_step=first_step, stride=stride,
-        timestep=sim.dynamics.timestep, periodic=sim.system.periodic,
+        frames,
+        sim.system.masses,
+        sim.dof,
+        first_step=first_step,
+        stride=stride,
+        timestep=sim.dynamics.timestep,
+        periodic=sim.system.periodic,
         conserved=sim.method.conserved_energy,
     )
 
@@ -179,7 +185,11 @@ def run_md(
         if atoms is None:
             raise ValueError("run_md needs atoms (or a restart file)")
         sim = make_simulation(
-            model, atoms, ensemble or Ensemble(), dtype=options.dtype, skin=options.skin,
+            model,
+            atoms,
+            ensemble or Ensemble(),
+            dtype=options.dtype,
+            skin=options.skin,
             capacity_multiplier=options.capacity_multiplier,
         )
         progress = start(sim, programs, model.params, seed=options.seed)
@@ -211,10 +221,17 @@ def run_md(
         if not append:
             on_frames(initial_frame(sim, programs, model.params, progress), 0)
         progress = advance(
-            sim, programs, model.params, progress, steps // stride, stride=stride,
-            frames_per_chunk=options.frames_per_chunk, kT=sim.kT,
+            sim,
+            programs,
+            model.params,
+            progress,
+            steps // stride,
+            stride=stride,
+            frames_per_chunk=options.frames_per_chunk,
+            kT=sim.kT,
             guards=guards_for(sim, options.min_distance, options.max_temperature),
-            on_frames=on_frames, on_chunk=on_chunk,
+            on_frames=on_frames,
+            on_chunk=on_chunk,
         )
     except MDBlowUpError as error:
         progress = error.status
@@ -236,6 +253,7 @@ def run_md(
         "dof": sim.dof,
         "repeat": list(sim.system.repeat),
         "reallocations": progress.reallocations,
+        "reallocated_for": describe_errors(progress.repaired),
         "compilations": progress.compilations,
         "wall_time_s": wall,
         "ensemble": dataclasses.asdict(sim.dynamics),
@@ -292,5 +310,7 @@ def write_plots(out_dir, thermo, sim: Simulation, trajectory_path, max_frames: i
         analysis.plot_curve(r, g, "r (Å)", "g(r)", paths[-1])
         times = np.array([a.info["time_fs"] for a in frames]) / 1000.0
         paths.append(os.path.join(out_dir, "msd.png"))
-        analysis.plot_curve(times, analysis.msd(positions, cells), "time (ps)", "MSD (Å²)", paths[-1])
+        analysis.plot_curve(
+            times, analysis.msd(positions, cells), "time (ps)", "MSD (Å²)", paths[-1]
+        )
     return paths

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -149,7 +149,9 @@ class Simulation:
         list_box = box if list_box is None else list_box
         kwargs = {"box": list_box} if self.system.periodic else {}
         return neighbors.allocate(
-            self.neighbor_fns, self.list_positions(positions, box), min_capacity=min_capacity,
+            self.neighbor_fns,
+            self.list_positions(positions, box),
+            min_capacity=min_capacity,
             **kwargs,
         )
 
@@ -215,6 +217,16 @@ def make_simulation(
         neighbor_fns, method.rebuild, model.r_max, skin, system.periodic
     )
     return Simulation(
-        model, system, dynamics, method, np_dtype, skin, capacity_multiplier, dof, space,
-        energy_fn, neighbor_fns, update_fn,
+        model,
+        system,
+        dynamics,
+        method,
+        np_dtype,
+        skin,
+        capacity_multiplier,
+        dof,
+        space,
+        energy_fn,
+        neighbor_fns,
+        update_fn,
     )

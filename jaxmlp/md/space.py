@@ -9,7 +9,8 @@ integrator declares (see :mod:`jaxmlp.md.integrators`); free systems use
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax.numpy as jnp
 from jax_md import space

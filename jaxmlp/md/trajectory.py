@@ -22,7 +22,6 @@ from jaxmlp.calculator import full_3x3_to_voigt
 from jaxmlp.md.observables import THERMO_COLUMNS
 
 
-
 def frame_atoms(
     numbers, masses, positions, momenta, forces, energy, cell=None, stress=None, info=None
 ) -> ase.Atoms:
