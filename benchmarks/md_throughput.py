@@ -32,8 +32,10 @@ from ase import units
 
 import jaxmlp
 from jaxmlp import JaxMLPCalculator
-from jaxmlp.md import runner
-from jaxmlp.md.integrators import Ensemble
+from jaxmlp.md import Ensemble, Programs, advance, guards_for, make_simulation, neighbors, start
+from jaxmlp.md.chunk import make_observe_fn, make_run_chunk, make_step_fn
+from jaxmlp.md.loop import reallocate as reallocate_lists
+from jaxmlp.md.simulation import precision
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers"))
 from common import time_chunks  # noqa: E402  (the MD timing loop shared with the peers)
@@ -49,50 +51,64 @@ def block(tree):
 
 def bench_jaxmlp(model, atoms, chunk: int, repeats: int):
     ensemble = Ensemble("nvt-langevin", timestep=2.0, temperature=300.0, friction=0.01)
-    sim = runner.make_simulation(model, atoms, ensemble, dtype="float32")
+    sim = make_simulation(model, atoms, ensemble, dtype="float32")
+    with precision(sim.x64):
+        return _bench_jaxmlp(sim, model, chunk, repeats)
+
+
+def _bench_jaxmlp(sim, model, chunk: int, repeats: int):
+    programs = Programs()
     params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), model.params)
+    n_frames, stride = chunk // 10, 10
     t = time.perf_counter()
-    status = runner.start(sim, params, seed=0)
-    block(status.state)
+    progress = start(sim, programs, params, seed=0)
+    block(progress.carry)
     t_start = time.perf_counter() - t
     t = time.perf_counter()
-    nbrs = sim.allocate(status.state.position, sim.box)
+    nbrs = sim.allocate(progress.state.position)
     block(nbrs.idx)
     t_alloc = time.perf_counter() - t
-    kT = jnp.asarray(ensemble.kT, jnp.float32)
+    kT = jnp.asarray(sim.kT, jnp.float32)
     # settle: two chunks through the host loop (reallocates if the list overflows)
-    status = runner.run(sim, params, status, 2 * chunk, stride=10, frames_per_chunk=chunk // 10)
-    reallocations = status.reallocations
-    body = runner.chunk_body(sim, chunk // 10, 10)
+    progress = advance(
+        sim, programs, params, progress, 2 * n_frames, stride=stride,
+        frames_per_chunk=n_frames, kT=sim.kT, guards=guards_for(sim),
+    )
+    reallocations = progress.reallocations
+    body = make_run_chunk(make_step_fn(sim), make_observe_fn(sim), n_frames, stride)
     t = time.perf_counter()
-    compiled = jax.jit(body).lower(params, status.state, status.nbrs, kT).compile()
+    compiled = jax.jit(body).lower(params, progress.carry, kT).compile()
     t_compile = time.perf_counter() - t
-    # one forced rebuild (positions shifted beyond the skin) vs. a no-op update
-    update = jax.jit(lambda p, nb: sim.update(p, nb))
-    shifted = jnp.mod(status.state.position + 0.37, 1.0)
-    block(update(shifted, status.nbrs))
-    block(update(status.state.position, status.nbrs))
+    # one forced rebuild (positions shifted beyond the skin) vs. a no-op update, through
+    # the simulation's declared rebuild policy (positions as the list sees them)
+    box = sim.box
+    update = jax.jit(lambda p, nb, ref_box: sim.update_fn(p, nb, ref_box, box)[0])
+    carry = progress.carry
+    positions = sim.list_positions(carry.state.position, box)
+    shifted = jnp.mod(positions + 0.37, 1.0)
+    block(update(shifted, carry.nbrs, carry.ref_box))
+    block(update(positions, carry.nbrs, carry.ref_box))
     t = time.perf_counter()
     for _ in range(5):
-        block(update(shifted, status.nbrs).idx)
+        block(update(shifted, carry.nbrs, carry.ref_box).idx)
     t_rebuild = (time.perf_counter() - t) / 5
     t = time.perf_counter()
     for _ in range(5):
-        block(update(status.state.position, status.nbrs).idx)
+        block(update(positions, carry.nbrs, carry.ref_box).idx)
     t_check = (time.perf_counter() - t) / 5
 
-    def reallocate(carry):  # carry: (state, nbrs, frames of the last chunk)
-        state, nbrs = carry[0], sim.reallocate(carry[0].position, carry[1])
-        return (state, nbrs, None), run(jax.jit(body).lower(params, state, nbrs, kT).compile())
+    def reallocate(pair):  # pair: (carry, frames of the last chunk)
+        fresh, _ = reallocate_lists(sim, pair[0])
+        return (fresh, None), run(jax.jit(body).lower(params, fresh, kT).compile())
 
-    def run(program):  # carry -> carry, the signature time_chunks expects
-        return lambda carry: program(params, carry[0], carry[1], kT)
+    def run(program):  # (carry, frames) -> (carry, frames), the signature time_chunks expects
+        return lambda pair: program(params, pair[0], kT)
 
-    elapsed, _, chunk_reallocations, recompile_s = time_chunks(
+    elapsed, (carry, _), chunk_reallocations, recompile_s = time_chunks(
         run(compiled),
-        (status.state, status.nbrs, None),
+        (progress.carry, None),
         repeats,
-        overflowed=lambda new: bool(new[2].overflow[-1]),
+        overflowed=lambda new: bool(int(new[1].error[-1]) & neighbors.REPAIRABLE),
         reallocate=reallocate,
     )
     reallocations += chunk_reallocations
@@ -106,9 +122,9 @@ def bench_jaxmlp(model, atoms, chunk: int, repeats: int):
         "neighbor_allocate_s": t_alloc,
         "neighbor_rebuild_ms": 1000 * t_rebuild,
         "neighbor_check_ms": 1000 * t_check,
-        "capacity": int(status.nbrs.idx.shape[-1]),
-        "edges": int(jnp.sum(status.nbrs.idx[0] < sim.system.n_atoms)),
-        "cell_list": status.nbrs.cell_list_fn is not None,
+        "capacity": neighbors.capacity(carry.nbrs),
+        "edges": neighbors.n_edges(carry.nbrs),
+        "cell_list": carry.nbrs.cell_list_fn is not None,
         "steps_timed": steps,
         "reallocations": reallocations,
     }

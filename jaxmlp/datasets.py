@@ -23,11 +23,12 @@ from typing import Callable, Sequence
 import ase
 import ase.io
 import numpy as np
-from ase import units
 from ase.build import bulk, fcc111
 from ase.calculators.emt import EMT
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import thermalize_momenta
+
+from jaxmlp.units import FS
 
 A_EMT = 3.59  # Å, EMT's equilibrium fcc lattice constant for Cu
 
@@ -69,9 +70,9 @@ def _md_snapshots(
     thermalize_momenta(atoms, temperature_K=temperature_K, rng=rng)
     dyn = Langevin(
         atoms,
-        timestep_fs * units.fs,
+        timestep_fs * FS,
         temperature_K=temperature_K,
-        friction=0.02 / units.fs,
+        friction=0.02 / FS,
         fixcm=False,
         rng=rng,
     )

@@ -254,3 +254,26 @@ def test_degrees_of_freedom_and_conserved_column(tmp_path):
     assert np.all(np.isnan(langevin.thermo["conserved_eV"]))
     assert np.all(np.isfinite(nose.thermo["conserved_eV"]))
     assert np.ptp(nose.thermo["conserved_eV"]) < 0.05 * np.ptp(nose.thermo["Etot_eV"])
+
+
+def test_cli_md_options(tmp_path):
+    """--capacity-multiplier, --min-distance, --replicas with Nosé–Hoover, --restart."""
+    model = morse(r_max=3.0)
+    model_path, structure = tmp_path / "m.jaxmlp", tmp_path / "cu.extxyz"
+    jaxmlp.save_model(model, model_path)
+    ase.io.write(structure, bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2)))
+    common = [str(model_path), str(structure), "--steps", "40", "--stride", "10", "--chunk",
+              "20", "--no-plots", "--temperature", "600"]
+    out = tmp_path / "tight"
+    assert main(["md", *common, "--capacity-multiplier", "1.0", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["options"]["capacity_multiplier"] == 1.0 and summary["steps"] == 40
+    assert main(["md", *common, "--restart", str(out / "restart.npz"), "--out", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text())["steps"] == 80
+    assert len(ase.io.read(out / "trajectory.extxyz", ":")) == 9  # frame 0 + 8
+    close = tmp_path / "close"
+    assert main(["md", *common, "--min-distance", "2.6", "--out", str(close)]) == 1
+    assert (close / "restart.npz").exists()  # the last good state is kept
+    reps = tmp_path / "reps"
+    assert main(["md", *common, "--ensemble", "nvt", "--replicas", "2", "--out", str(reps)]) == 0
+    assert len(ase.io.read(reps / "replica_1" / "trajectory.extxyz", ":")) == 5

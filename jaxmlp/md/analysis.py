@@ -112,6 +112,8 @@ def plot_thermo(thermo: dict, path, target_temperature: float | None = None) -> 
         axes[0].axhline(target_temperature, color="k", ls="--", lw=0.8)
     axes[0].set_ylabel("T (K)")
     for name in ("Etot_eV", "conserved_eV"):
+        if np.all(np.isnan(thermo[name])):  # Langevin: no conserved energy
+            continue
         axes[1].plot(t, thermo[name] - thermo[name][0], lw=1, label=name.split("_")[0])
     axes[1].set_ylabel("E - E(0) (eV)")
     axes[1].set_xlabel("time (ps)")

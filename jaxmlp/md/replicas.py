@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmlp.md.chunk import Carry, Programs
-from jaxmlp.md.integrators import Ensemble
+from jaxmlp.md.integrators import INTEGRATORS, Ensemble
 from jaxmlp.md.loop import Progress, advance, guards_for, reallocate, start
 from jaxmlp.md.run import MDOptions, frames_to_atoms, initial_frame, rows_of
 from jaxmlp.md.simulation import make_simulation
@@ -70,8 +70,10 @@ def run_replicas(
     """
     ensemble = ensemble or Ensemble()
     options = options or MDOptions()
-    if ensemble.name == "npt":
-        raise ValueError("replicas support nve, nvt and nvt-langevin (the cell list is shared)")
+    if INTEGRATORS[ensemble.name].moving_box:
+        raise ValueError(
+            f"replicas need a fixed box (one cell list for all), not {ensemble.name}"
+        )
     if steps % options.stride:
         raise ValueError(f"steps ({steps}) must be a multiple of stride ({options.stride})")
     if not isinstance(model, Model):
