@@ -351,7 +351,7 @@ def test_npt_pressure_volume_and_kinetic_energy(x64, morse):
     v_static = 8 * a_static**3  # Å^3 of 32 atoms
 
     ensemble = Ensemble("npt", timestep=2.0, temperature=temperature, pressure=pressure,
-                        tau_t=50.0, tau_p=1000.0)
+                        tau_t=50.0, tau_p=250.0)
     sim = make_simulation(morse, fcc32(a_static), ensemble, dtype="float64")
     n, kT = sim.system.n_atoms, sim.kT
     assert sim.dof == 3 * n - 3
@@ -424,8 +424,9 @@ def test_npt_pressure_volume_and_kinetic_energy(x64, morse):
     bulk_modulus = -slope * v_mean
     z, z_wide = report("NPT Var(V) Å^6", v_var, var_err, expected_var, 1.25 * expected_var,
                        "25 % too wide")
-    print(f"  (NVT bulk modulus {bulk_modulus:.1f} GPa; ({time.perf_counter() - t0:.1f} s)")
-    assert abs(z) < 4 and abs(z_wide) > 4
+    print(f"  (NVT bulk modulus {bulk_modulus:.1f} GPa); ({time.perf_counter() - t0:.1f} s)")
+    # a volume distribution 25 % too wide or too narrow is > 4 sigma away
+    assert abs(z) < 4 and var_err < expected_var / 16
 
 
 # -- 5. NVE: energy conservation with pairs crossing the cutoff ---------------------

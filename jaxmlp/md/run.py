@@ -28,7 +28,7 @@ from jaxmlp.md.restart import load_restart, save_restart
 from jaxmlp.md.simulation import Simulation, make_simulation, precision
 from jaxmlp.md.trajectory import ThermoWriter, TrajectoryWriter, frame_atoms, read_thermo
 from jaxmlp.model import Model
-from jaxmlp.model_io import load_model
+from jaxmlp.model_io import atomic_write_bytes, load_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,8 +260,9 @@ def run_md(
         "options": dataclasses.asdict(options),
         "dtype": sim.dtype.name,
     }
-    with open(os.path.join(out_dir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    atomic_write_bytes(
+        os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=2).encode()
+    )
     return MDResult(
         thermo=data,
         trajectory=paths["trajectory"],
