@@ -212,7 +212,7 @@ def test_restart_continues_exactly(md_model, tmp_path, name):
     ensemble = Ensemble(
         name, timestep=2.0, temperature=1200.0, friction=0.05, pressure=5.0, tau_t=50.0, tau_p=300.0
     )
-    model = jaxmlp.build_model("morse", species=("Cu",), r_max=3.0)  # a physical EOS
+    model = jaxmlp.build_model("morse", species=("Cu",), r_max=3.0)  # repulsive: no collapse
     # second shell (3.55 Å) just outside the list radius (3.5 Å): it enters soon
     atoms = bulk("Cu", "fcc", a=3.55, cubic=True).repeat((2, 2, 2))
     with jax.enable_x64(True):

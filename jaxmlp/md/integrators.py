@@ -47,7 +47,9 @@ class Ensemble:
         pressure: GPa (NPT only).
         friction: Langevin friction, 1/fs.
         tau_t: thermostat time constant, fs (default 100 timesteps).
-        tau_p: barostat time constant, fs (default 1000 timesteps).
+        tau_p: barostat time constant, fs (default 1000 timesteps); it sets jax-md's box
+            mass ``3 (N + 1) kT tau_p^2``, so the volume of a stiff solid oscillates much
+            faster than ``tau_p`` (about 60 fs for 32 Cu atoms at ``tau_p`` = 500 fs).
         chain_length: Nosé–Hoover chain length.
     """
 
