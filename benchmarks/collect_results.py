@@ -9,7 +9,14 @@ import pathlib
 import re
 
 HERE = pathlib.Path(__file__).parent
-SECTIONS = ["nequip_speed", "md_throughput", "train_accuracy", "mace_speed", "compare_mace_torch"]
+SECTIONS = [
+    "nequip_speed",
+    "md_throughput",
+    "md_host_loop",
+    "train_accuracy",
+    "mace_speed",
+    "compare_mace_torch",
+]
 
 
 def demote(text: str, top: int = 2) -> str:

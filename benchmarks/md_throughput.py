@@ -25,10 +25,10 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from ase import units
 from ase.build import bulk
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
-from ase import units
 
 import jaxmlp
 from jaxmlp import JaxMLPCalculator
