@@ -1,9 +1,14 @@
 """Models: a static, JSON-able :class:`ModelConfig` plus a params pytree.
 
-``apply_fn(params, vectors, species, senders, receivers, edge_mask) -> [n_nodes]`` eV is
-the pure function every later stage (predictions, training, MD) calls. It adds the
+``apply_fn(params, inputs: EdgeInputs) -> [n_nodes]`` eV is the pure function every
+later stage (predictions, training, MD) calls (see :mod:`jaxmlp.edges`). It adds the
 per-species reference energies and the scale/shift learned from data statistics to the
 network output:  E_i = scale * net_i + shift + E0[species_i].
+
+A *committee* (``members=K``) is a model whose params carry a leading member axis of
+length K: ``apply_fn`` then returns the committee mean (one vmapped call; forces of the
+mean are the mean of the forces), and :func:`make_member_apply_fn` the single-member
+function that :func:`jaxmlp.potential.predict_members` vmaps for the spread.
 """
 
 from __future__ import annotations
@@ -12,32 +17,15 @@ import dataclasses
 import functools
 import json
 import math
-from typing import Any, Callable
+from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmlp.architectures import ArchitectureSpec, Network, get_architecture
+from jaxmlp.edges import EdgeInputs, dummy_inputs, make_inputs
 from jaxmlp.structure import atomic_number
-
-ARCHITECTURES: dict[str, Callable[..., type[nn.Module]]] = {}
-
-
-def _architectures():
-    if not ARCHITECTURES:
-        from jaxmlp.nn.nequip import NequIP
-        from jaxmlp.nn.pair import Morse
-
-        ARCHITECTURES["nequip"] = NequIP
-        ARCHITECTURES["morse"] = Morse
-        try:
-            from jaxmlp.nn.mace import MACE
-
-            ARCHITECTURES["mace"] = MACE
-        except ImportError:
-            pass
-    return ARCHITECTURES
 
 
 def _freeze(value):
@@ -59,6 +47,8 @@ class ModelConfig:
         scale: energy scale of the network output, eV.
         shift: per-atom energy shift, eV.
         avg_num_neighbors: normalisation of the message sum.
+        members: committee size K (params have a leading axis of K), or None for a
+            single model.
     """
 
     name: str
@@ -69,12 +59,14 @@ class ModelConfig:
     scale: float = 1.0
     shift: float = 0.0
     avg_num_neighbors: float = 16.0
+    members: int | None = None
 
     def __post_init__(self):
-        if self.name not in _architectures():
-            raise ValueError(
-                f"unknown model {self.name!r}; choose from {sorted(_architectures())}"
-            )
+        get_architecture(self.name)  # raises for an unregistered name
+        if self.members is not None:
+            if isinstance(self.members, bool) or int(self.members) != self.members or self.members < 1:
+                raise ValueError(f"members must be a positive integer or None, got {self.members!r}")
+            object.__setattr__(self, "members", int(self.members))
         species = tuple(self.species)
         if len(set(species)) != len(species) or not species:
             raise ValueError(f"species must be distinct element symbols, got {species}")
@@ -101,6 +93,14 @@ class ModelConfig:
     def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
+    @property
+    def extras(self) -> tuple[str, ...]:
+        """Extra inputs the architecture needs (see :mod:`jaxmlp.edges`)."""
+        return get_architecture(self.name).extras
+
+    def spec(self) -> ArchitectureSpec:
+        return ArchitectureSpec(len(self.species), self.r_max, self.avg_num_neighbors, self.hyper)
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self) | {"hyper": dict(self.hyper)})
 
@@ -117,41 +117,46 @@ class ModelConfig:
 
 
 @functools.lru_cache(maxsize=64)
-def network(config: ModelConfig) -> nn.Module:
-    """The flax module of a config (architecture hyper-parameters only)."""
-    cls = _architectures()[config.name]
-    hyper = dict(config.hyper)
-    known = {f.name for f in dataclasses.fields(cls)} - {"parent", "name"}
-    unknown = set(hyper) - known
-    if unknown:
-        raise ValueError(
-            f"unknown hyper-parameters {sorted(unknown)} for model {config.name!r}; "
-            f"known: {sorted(known - {'num_species', 'r_max', 'avg_num_neighbors'})}"
-        )
-    return cls(
-        num_species=len(config.species),
-        r_max=config.r_max,
-        avg_num_neighbors=config.avg_num_neighbors,
-        **hyper,
-    )
+def network(config: ModelConfig) -> Network:
+    """The pure :class:`~jaxmlp.architectures.Network` of a config (raises for unknown
+    hyper-parameters)."""
+    return get_architecture(config.name).build(config.spec())
+
+
+@functools.lru_cache(maxsize=64)
+def make_member_apply_fn(config: ModelConfig):
+    """Pure ``apply_fn(params, inputs) -> [n_nodes]`` eV of ONE model (one member).
+
+    Returns per-atom energies in the dtype of ``inputs.vectors``. Cached per config, so
+    jit caches keyed on the function are reused. ``apply_fn.extras`` names the extra
+    inputs the architecture needs; the input builders (:func:`jaxmlp.potential.
+    graph_inputs`, :func:`jaxmlp.md.energy.neighbor_inputs`) read it.
+    """
+    net = network(config)
+    e0 = np.asarray(config.atomic_energies)
+
+    def apply_fn(params, inputs: EdgeInputs):
+        dtype = inputs.vectors.dtype
+        params = jax.tree.map(lambda p: p.astype(dtype), params)
+        out = net.apply(params, inputs)
+        return config.scale * out + config.shift + jnp.asarray(e0, dtype)[inputs.species]
+
+    apply_fn.extras = config.extras  # what the input builders must add
+    return apply_fn
 
 
 @functools.lru_cache(maxsize=64)
 def make_apply_fn(config: ModelConfig):
-    """Pure ``apply_fn(params, vectors, species, senders, receivers, edge_mask)``.
+    """Pure ``apply_fn(params, inputs) -> [n_nodes]`` eV; for a committee the mean of
+    the members (one vmapped call over the leading params axis)."""
+    member_fn = make_member_apply_fn(config)
+    if config.members is None:
+        return member_fn
 
-    Returns per-atom energies [n_nodes] in eV, in the dtype of ``vectors``. Cached per
-    config, so jit caches keyed on the function are reused.
-    """
-    module = network(config)
-    e0 = np.asarray(config.atomic_energies)
+    def apply_fn(params, inputs: EdgeInputs):
+        return jnp.mean(jax.vmap(member_fn, in_axes=(0, None))(params, inputs), axis=0)
 
-    def apply_fn(params, vectors, species, senders, receivers, edge_mask):
-        dtype = vectors.dtype
-        params = jax.tree.map(lambda p: p.astype(dtype), params)
-        net = module.apply({"params": params}, vectors, species, senders, receivers, edge_mask)
-        return config.scale * net + config.shift + jnp.asarray(e0, dtype)[species]
-
+    apply_fn.extras = config.extras
     return apply_fn
 
 
@@ -167,6 +172,10 @@ class Model:
         return make_apply_fn(self.config)
 
     @property
+    def member_apply_fn(self):
+        return make_member_apply_fn(self.config)
+
+    @property
     def species(self) -> tuple[str, ...]:
         return self.config.species
 
@@ -174,8 +183,19 @@ class Model:
     def r_max(self) -> float:
         return self.config.r_max
 
+    @property
+    def members(self) -> int | None:
+        return self.config.members
+
     def num_params(self) -> int:
         return int(sum(np.size(p) for p in jax.tree.leaves(self.params)))
+
+    def member(self, k: int) -> Model:
+        """Member ``k`` of a committee as a single model."""
+        if self.members is None:
+            raise ValueError("not a committee model")
+        params = jax.tree.map(lambda p: p[k], self.params)
+        return Model(self.config.replace(members=None), params)
 
     def replace(self, **changes) -> Model:
         return dataclasses.replace(self, **changes)
@@ -183,18 +203,25 @@ class Model:
 
 @functools.lru_cache(maxsize=64)
 def _jitted_init(config: ModelConfig):
-    return jax.jit(network(config).init)
+    net = network(config)
+    d = dummy_inputs()
+    inputs = make_inputs(d.vectors, d.species, d.senders, d.receivers, d.edge_mask, d.node_mask, config.extras)
+    init_one = lambda key: net.init(key, inputs)
+    if config.members is None:
+        return jax.jit(init_one)
+    return jax.jit(jax.vmap(init_one))
 
 
 def init_params(config: ModelConfig, seed: int = 0):
-    """Random float32 params for ``config`` (a tiny dummy graph fixes the shapes)."""
-    vectors = jnp.array([[1.0, 0.3, -0.2], [-1.0, -0.3, 0.2]], jnp.float32)
-    species = jnp.zeros(2, jnp.int32)
-    senders = jnp.array([0, 1], jnp.int32)
-    receivers = jnp.array([1, 0], jnp.int32)
-    edge_mask = jnp.ones(2, bool)
-    variables = _jitted_init(config)(jax.random.key(seed), vectors, species, senders, receivers, edge_mask)
-    return variables["params"]
+    """Random float32 params for ``config`` (a tiny dummy graph fixes the shapes).
+
+    A committee's members get independent initialisations (keys split from ``seed``).
+    """
+    key = jax.random.key(seed)
+    if config.members is not None:
+        key = jax.random.split(key, config.members)
+    params = _jitted_init(config)(key)
+    return jax.tree.map(lambda p: jnp.asarray(p, jnp.float32) if jnp.issubdtype(p.dtype, jnp.floating) else p, params)
 
 
 def params_shapes(config: ModelConfig):
@@ -212,18 +239,21 @@ def build_model(
     scale: float = 1.0,
     shift: float = 0.0,
     avg_num_neighbors: float = 16.0,
+    members: int | None = None,
     **hyper,
 ) -> Model:
     """Build a model with freshly initialised params.
 
     Args:
-        name: ``"nequip"`` (or ``"mace"`` where available).
+        name: a registered architecture (``"nequip"``, ``"mace"``, ``"morse"`` or one
+            added with :func:`jaxmlp.register_architecture`).
         species: element symbols the model knows.
         r_max: cutoff, Å.
         seed: PRNG seed for the initial params.
         atomic_energies: per-species E0 in eV (default 0).
         scale, shift: per-atom energy scale and shift in eV.
         avg_num_neighbors: message normalisation (training sets it from data).
+        members: build a committee of this many independently initialised members.
         **hyper: architecture hyper-parameters, e.g. ``num_layers=3, channels=32, l_max=2``.
     """
     config = ModelConfig(
@@ -235,5 +265,6 @@ def build_model(
         scale=scale,
         shift=shift,
         avg_num_neighbors=avg_num_neighbors,
+        members=members,
     )
     return Model(config, init_params(config, seed))

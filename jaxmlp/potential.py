@@ -12,6 +12,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxmlp.edges import EdgeInputs, make_inputs
 from jaxmlp.graph import Graph, edge_vectors
 
 
@@ -31,12 +32,27 @@ class Predictions(NamedTuple):
     stress: jnp.ndarray  # [n_graphs, 3, 3] eV/Å³ (0 without a periodic direction)
 
 
+class MemberPredictions(NamedTuple):
+    """Committee outputs of :func:`predict_members`: the mean, the spread (standard
+    deviation over members, ddof=0) and every member's values."""
+
+    mean: Predictions
+    std: Predictions
+    members: Predictions  # each field with a leading [members] axis
+
+
+def graph_inputs(graph: Graph, positions, cell, extras: tuple[str, ...] = ()) -> EdgeInputs:
+    """The model's :class:`~jaxmlp.edges.EdgeInputs` of a padded graph."""
+    vectors = edge_vectors(positions, cell, graph)  # [n_edges, 3] Å
+    return make_inputs(
+        vectors, graph.species, graph.senders, graph.receivers, graph.edge_mask, graph.node_mask, extras
+    )
+
+
 def graph_energy(apply_fn, params, graph: Graph, positions, cell):
     """Per-graph and per-node energies (eV) for given positions and cells."""
-    vectors = edge_vectors(positions, cell, graph)  # [n_edges, 3]
-    node_e = apply_fn(
-        params, vectors, graph.species, graph.senders, graph.receivers, graph.edge_mask
-    )
+    inputs = graph_inputs(graph, positions, cell, getattr(apply_fn, "extras", ()))
+    node_e = apply_fn(params, inputs)
     node_e = jnp.where(graph.node_mask, node_e, 0.0)
     energy = jax.ops.segment_sum(node_e, graph.node_graph, num_segments=graph.n_graphs)
     return energy, node_e
@@ -72,3 +88,14 @@ def predict(apply_fn, params, graph: Graph, *, compute_stress: bool = True) -> P
         de_dx, stress = grads, jnp.zeros_like(graph.cell)
     forces = jnp.where(graph.node_mask[:, None], -de_dx, 0.0)
     return Predictions(energy, node_e, forces, stress)
+
+
+def predict_members(member_apply_fn, params, graph: Graph, *, compute_stress: bool = True) -> MemberPredictions:
+    """Every committee member's predictions (one vmapped call over the leading params
+    axis), their mean and spread (standard deviation over members, same units)."""
+    members = jax.vmap(
+        lambda p: predict(member_apply_fn, p, graph, compute_stress=compute_stress)
+    )(params)
+    mean = jax.tree.map(lambda x: jnp.mean(x, axis=0), members)
+    std = jax.tree.map(lambda x: jnp.std(x, axis=0), members)
+    return MemberPredictions(mean, std, members)

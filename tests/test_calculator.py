@@ -1,3 +1,4 @@
+import jax
 import numpy as np
 import pytest
 from ase import Atoms
@@ -100,3 +101,28 @@ def test_overlapping_atoms_and_nan_positions_are_errors(calc_model):
     atoms.calc = jaxmlp.JaxMLPCalculator(calc_model)
     with pytest.raises(ValueError, match="non-finite position of atom index 3"):
         atoms.get_potential_energy()
+
+
+def test_calculator_precision_is_the_callers(calc_model):
+    """dtype strings are validated; float32 inside the caller's x64 stays float32 and
+    leaves x64 on; dtype=None follows the caller."""
+    with pytest.raises(ValueError, match="float6"):
+        jaxmlp.JaxMLPCalculator(calc_model, dtype="float6")
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+    atoms.rattle(0.05, seed=4)
+    ref = atoms.copy()
+    ref.calc = jaxmlp.JaxMLPCalculator(calc_model, dtype="float64")
+    f64 = ref.get_forces()
+    with jax.enable_x64(True):
+        a = atoms.copy()
+        a.calc = jaxmlp.JaxMLPCalculator(calc_model, dtype="float32")
+        f32 = a.get_forces()
+        assert jax.config.jax_enable_x64  # not switched off under the caller
+        follow = atoms.copy()
+        follow.calc = jaxmlp.JaxMLPCalculator(calc_model, dtype=None)
+        np.testing.assert_allclose(follow.get_forces(), f64, atol=1e-12)  # x64 followed
+    assert not jax.config.jax_enable_x64
+    assert 1e-9 < np.abs(f32 - f64).max() < 1e-4  # really float32, and accurate
+    follow = atoms.copy()
+    follow.calc = jaxmlp.JaxMLPCalculator(calc_model, dtype=None)
+    assert 1e-9 < np.abs(follow.get_forces() - f64).max() < 1e-4  # float32 outside x64

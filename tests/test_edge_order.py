@@ -12,6 +12,7 @@ import pytest
 from conftest import rattled_fcc_cu, small_nequip, triclinic_cu_o
 
 import jaxmlp
+from jaxmlp.edges import make_inputs
 from jaxmlp.graph import PaddingSizes, batch_graphs
 
 
@@ -53,7 +54,8 @@ def md_like_edges(model, structures, n_edges_padded):
 def energies_and_forces(apply_fn, params, positions, species, senders, receivers, offsets, mask):
     def total(positions):
         vectors = positions[receivers] - positions[senders] + offsets  # [n_edges, 3]
-        node_e = apply_fn(params, vectors, species, senders, receivers, mask)
+        inputs = make_inputs(vectors, species, senders, receivers, mask, np.ones(len(species), bool))
+        node_e = apply_fn(params, inputs)
         return jnp.sum(node_e), node_e
 
     (_, node_e), grad = jax.jit(jax.value_and_grad(total, has_aux=True))(positions)

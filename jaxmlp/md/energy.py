@@ -16,13 +16,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxmlp.edges import EdgeInputs, make_inputs
+
 
 def make_energy_fn(apply_fn, displacement_fn, species):
     """``energy_fn(params, positions, neighbor, *, box, perturbation, kT) -> eV``.
 
     Args:
-        apply_fn: the model's ``apply_fn(params, vectors, species, senders, receivers,
-            edge_mask) -> [n_nodes]`` eV.
+        apply_fn: the model's ``apply_fn(params, inputs: EdgeInputs) -> [n_nodes]`` eV
+            (its ``extras`` attribute names the extra inputs to build).
         displacement_fn: jax-md displacement (minimum image), returns Å.
         species: [n_atoms] int species indices.
 
@@ -32,16 +34,27 @@ def make_energy_fn(apply_fn, displacement_fn, species):
     is accepted because jax-md thermostats pass it on, and ignored.
     """
     species = jnp.asarray(species, jnp.int32)
+    extras = getattr(apply_fn, "extras", ())
 
     def energy_fn(params, positions, neighbor, *, box=None, perturbation=None, kT=None):
         del kT
-        vectors, senders, receivers, edge_mask = neighbor_edges(
-            displacement_fn, positions, neighbor, box=box, perturbation=perturbation
+        inputs = neighbor_inputs(
+            displacement_fn, positions, neighbor, species, extras, box=box, perturbation=perturbation
         )
-        node_e = apply_fn(params, vectors, species, senders, receivers, edge_mask)
-        return jnp.sum(node_e)
+        return jnp.sum(apply_fn(params, inputs))
 
     return energy_fn
+
+
+def neighbor_inputs(
+    displacement_fn, positions, neighbor, species, extras=(), *, box=None, perturbation=None
+) -> EdgeInputs:
+    """The model's :class:`~jaxmlp.edges.EdgeInputs` from a jax-md Sparse list."""
+    vectors, senders, receivers, edge_mask = neighbor_edges(
+        displacement_fn, positions, neighbor, box=box, perturbation=perturbation
+    )
+    node_mask = jnp.ones(positions.shape[0], bool)
+    return make_inputs(vectors, species, senders, receivers, edge_mask, node_mask, extras)
 
 
 def neighbor_edges(displacement_fn, positions, neighbor, *, box=None, perturbation=None):
