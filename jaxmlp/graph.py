@@ -11,7 +11,6 @@ never changes a result. Each graph keeps its ``pbc``: periodic in all three dire
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -20,7 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 from ase.neighborlist import primitive_neighbor_list
 
+from jaxmlp.padding import PaddingSizes, padding_for
 from jaxmlp.structure import Structure, species_indices
+
+__all__ = ["Graph", "Neighbors", "PaddingSizes", "batch_graphs", "edge_vectors", "neighbor_list", "padding_for"]
 
 
 @flax.struct.dataclass
@@ -123,24 +125,7 @@ def check_min_distance(
         )
 
 
-def round_up(n: int, minimum: int = 8) -> int:
-    """Next size bucket >= n: 2^k times 1, 1.25, 1.5 or 1.75 (at most 25% waste)."""
-    n = max(int(n), minimum)
-    k = 2 ** max(math.floor(math.log2(n)) - 2, 0)
-    return int(math.ceil(n / k) * k)
 
-
-class PaddingSizes(NamedTuple):
-    """Static sizes of a padded batch (each includes the padding)."""
-
-    n_nodes: int
-    n_edges: int
-    n_graphs: int
-
-
-def padding_for(n_atoms: int, n_pairs: int, n_structures: int) -> PaddingSizes:
-    """Bucketed sizes with room for at least one padding node and graph."""
-    return PaddingSizes(round_up(n_atoms + 1), round_up(n_pairs + 1), n_structures + 1)
 
 
 def batch_graphs(

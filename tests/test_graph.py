@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import jaxmlp
-from jaxmlp.graph import batch_graphs, neighbor_list, padding_for, round_up
+from jaxmlp.graph import batch_graphs, neighbor_list
+from jaxmlp.padding import bucket as round_up, padding_for
 from jaxmlp.structure import Structure
 
 from conftest import cu_o_molecule, triclinic_cu_o

@@ -9,13 +9,15 @@ same number of graphs (``batch_size + 1``: the last graph holds the padding).
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, NamedTuple, Sequence
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import flax.struct
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmlp.graph import Graph, Neighbors, PaddingSizes, batch_graphs, neighbor_list
+from jaxmlp.graph import Graph, Neighbors, batch_graphs, neighbor_list
+from jaxmlp.padding import PaddingSizes, align
 from jaxmlp.structure import Structure, species_indices
 
 
@@ -75,10 +77,6 @@ class GraphDataset:
         )
 
 
-def _round8(n: int) -> int:
-    return int(-(-int(n) // 8) * 8)
-
-
 def make_buckets(
     datasets: Sequence[GraphDataset], batch_size: int, num_buckets: int = 3, seed: int = 0
 ) -> list[PaddingSizes]:
@@ -102,7 +100,7 @@ def make_buckets(
     b = min(batch_size, len(atoms))
     max_nodes = int(np.sort(atoms)[-b:].sum())
     max_edges = int(np.sort(edges)[-b:].sum())
-    largest = PaddingSizes(_round8(max_nodes + 1), _round8(max_edges + 1), batch_size + 1)
+    largest = PaddingSizes(align(max_nodes + 1), align(max_edges + 1), batch_size + 1)
     if num_buckets <= 1 or len(atoms) <= b:
         return [largest]
     rng = np.random.default_rng(seed)
@@ -110,11 +108,11 @@ def make_buckets(
     sim_nodes, sim_edges = atoms[picks].sum(1), edges[picks].sum(1)
     buckets = {largest}
     for q in np.arange(1, num_buckets) / num_buckets:
-        e_cap = _round8(np.quantile(sim_edges, q) + 1)
+        e_cap = align(np.quantile(sim_edges, q) + 1)
         fits = sim_edges + 1 <= e_cap
         if not fits.any():
             continue
-        n_cap = _round8(sim_nodes[fits].max() + 1)
+        n_cap = align(sim_nodes[fits].max() + 1)
         if e_cap < largest.n_edges:
             buckets.add(PaddingSizes(min(n_cap, largest.n_nodes), e_cap, batch_size + 1))
     return sorted(buckets, key=lambda s: (s.n_edges, s.n_nodes))

@@ -26,6 +26,7 @@ from jaxmlp.md.integrators import Ensemble
 from jaxmlp.md.observables import kinetic_energy, temperature
 from jaxmlp.md.simulation import Simulation, precision
 from jaxmlp.md.system import perpendicular_widths
+from jaxmlp.padding import grow_capacity
 from jaxmlp.units import KB
 
 
@@ -161,10 +162,12 @@ def reallocate(
         box = sim.state_box(integrator, c.state)
         list_box = None if box is None else box * shrink
         fresh.append((sim.allocate(c.state.position, box, list_box=list_box), list_box))
-    target = max(
-        [neighbors.capacity(nb) for nb, _ in fresh] + [int(np.ceil(growth * old_capacity))]
+    target = grow_capacity(
+        max(neighbors.capacity(nb) for nb, _ in fresh),
+        old_capacity,
+        min(neighbors.capacity_limit(nb) for nb, _ in fresh),
+        growth,
     )
-    target = min(target, min(neighbors.capacity_limit(nb) for nb, _ in fresh))
     base = fresh[0][0]
     cl_capacity = base.cell_list_capacity
     if cl_capacity is not None:
