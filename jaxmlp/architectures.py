@@ -175,12 +175,14 @@ def dataclass_factory(cls: type[nn.Module]) -> Callable[[ArchitectureSpec], Netw
 
 
 def _register_builtins() -> None:
+    # one line per built-in architecture: name -> its flax module (its own file in nn/)
     from jaxmlp.nn.mace import MACE
     from jaxmlp.nn.nequip import NequIP
     from jaxmlp.nn.pair import Morse
 
-    for name, cls in (("nequip", NequIP), ("mace", MACE), ("morse", Morse)):
-        register_architecture(name, dataclass_factory(cls), overwrite=True)
+    register_architecture("nequip", dataclass_factory(NequIP), overwrite=True)
+    register_architecture("mace", dataclass_factory(MACE), overwrite=True)
+    register_architecture("morse", dataclass_factory(Morse), overwrite=True)
 
 
 _register_builtins()
