@@ -268,7 +268,7 @@ def markdown(report) -> str:
         f"core(s) {report['machine']['cpu_affinity']}, XLA flags `{report['machine']['xla_flags']}`, "
         f"jax {report['machine']['jax']}. Speed: one energy+forces+stress call, CPU time, median of "
         f"{a['repeats']}. MD: NVE at 1.5x the training temperature, stable until |ΔE_tot| > 1 meV/atom "
-        f"(at most {a["md_ps"]} ps; atom·steps/s over the whole run, compilation included).",
+        f"(at most {a['md_ps']} ps; atom·steps/s over the whole run, compilation included).",
         "",
     ]
     for dataset in a["datasets"]:
