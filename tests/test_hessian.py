@@ -66,3 +66,31 @@ def test_gamma_phonons_of_fcc_cu_match_ase(tmp_path, name):
     assert freqs[3:].min() > 1.0  # cm^-1: optical modes are real
     np.testing.assert_allclose(freqs[:3], 0.0, atol=1e-3)  # acoustic sum rule at Γ
     np.testing.assert_allclose(freqs[3:], ref[3:], rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["nequip"])  # MACE has no custom rule; Hessians above
+def test_forward_and_reverse_mode_agree(x64, name):
+    """jvp (forward mode) of the energy equals the vjp-based gradient along a direction,
+    and jacfwd of the forces equals jacrev: the fused NequIP kernel has both modes."""
+    import jax
+    import jax.numpy as jnp
+
+    from conftest import triclinic_cu_o
+    from jaxmlp.potential import graph_energy
+
+    model = SMALL[name]()
+    s = triclinic_cu_o()
+    g = jaxmlp.batch_graphs([s], model.species, model.r_max, dtype=np.float64)
+    params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), model.params)
+    energy = lambda x: graph_energy(model.apply_fn, params, g, x, g.cell)[0][0]
+    x = jnp.asarray(g.positions)
+    direction = jnp.asarray(np.random.default_rng(0).normal(size=x.shape))
+    _, forward = jax.jvp(energy, (x,), (direction,))
+    reverse = jnp.vdot(jax.grad(energy)(x), direction)
+    assert abs(float(reverse)) > 1e-3
+    np.testing.assert_allclose(forward, reverse, rtol=1e-10)
+    grad = jax.grad(energy)  # Hessian-vector products: forward-over-reverse vs reverse-over-reverse
+    hvp_forward = jax.jvp(grad, (x,), (direction,))[1]
+    hvp_reverse = jax.grad(lambda y: jnp.vdot(grad(y), direction))(x)
+    assert np.abs(hvp_reverse).max() > 1e-3
+    np.testing.assert_allclose(hvp_forward, hvp_reverse, atol=1e-10)
