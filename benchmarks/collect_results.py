@@ -25,7 +25,9 @@ def demote(text: str, top: int = 2) -> str:
     if not levels:
         return text
     shift = top - min(levels)
-    return re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + shift) + " ", text, flags=re.M)
+    return re.sub(
+        r"^(#+) ", lambda m: "#" * (len(m.group(1)) + shift) + " ", text, flags=re.M
+    )
 
 
 def main() -> None:

@@ -36,9 +36,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEER_BIN = os.path.join(ROOT, ".peers", "mace-torch", "bin")
 
 MODEL = {
-    "r_max": 4.0, "channels": 16, "max_L": 1, "max_ell": 2, "correlation": 3,
-    "num_interactions": 2, "num_bessel": 8, "num_poly_cutoff": 5,
-    "radial_mlp": [32, 32], "readout_mlp": 16,
+    "r_max": 4.0,
+    "channels": 16,
+    "max_L": 1,
+    "max_ell": 2,
+    "correlation": 3,
+    "num_interactions": 2,
+    "num_bessel": 8,
+    "num_poly_cutoff": 5,
+    "radial_mlp": [32, 32],
+    "readout_mlp": 16,
 }
 
 
@@ -48,7 +55,9 @@ def mae(pred_path, ref_atoms, energy_key, forces_key):
     for p, r in zip(pred, ref_atoms):
         n = len(r)
         de.append(abs(p.info[energy_key] - r.info["REF_energy"]) / n)
-        df.append(np.abs(np.asarray(p.arrays[forces_key]) - r.arrays["REF_forces"]).ravel())
+        df.append(
+            np.abs(np.asarray(p.arrays[forces_key]) - r.arrays["REF_forces"]).ravel()
+        )
     return 1e3 * float(np.mean(de)), 1e3 * float(np.mean(np.concatenate(df)))
 
 
@@ -56,39 +65,110 @@ def train_mace_torch(args, paths, work):
     os.makedirs(work, exist_ok=True)
     cmd = [
         os.path.join(PEER_BIN, "mace_run_train"),
-        "--name", "mace_cu", "--work_dir", work, "--seed", str(args.seed),
-        "--train_file", paths["train"], "--valid_file", paths["valid"],
-        "--test_file", paths["test"],
-        "--energy_key", "REF_energy", "--forces_key", "REF_forces", "--stress_key", "REF_stress",
-        "--E0s", "average", "--model", "MACE",
-        "--num_channels", str(MODEL["channels"]), "--max_L", str(MODEL["max_L"]),
-        "--max_ell", str(MODEL["max_ell"]), "--correlation", str(MODEL["correlation"]),
-        "--num_interactions", str(MODEL["num_interactions"]), "--r_max", str(MODEL["r_max"]),
-        "--num_radial_basis", str(MODEL["num_bessel"]),
-        "--num_cutoff_basis", str(MODEL["num_poly_cutoff"]),
-        "--radial_MLP", json.dumps(MODEL["radial_mlp"]),
-        "--MLP_irreps", f"{MODEL['readout_mlp']}x0e",
-        "--batch_size", str(args.batch_size), "--valid_batch_size", "8",
-        "--max_num_epochs", str(args.epochs), "--lr", str(args.lr),
-        "--ema", "--ema_decay", "0.99", "--amsgrad", "--clip_grad", "10.0",
-        "--loss", "weighted", "--energy_weight", "1.0", "--forces_weight", "100.0",
-        "--weight_decay", "0.0",
-        "--eval_interval", str(max(1, args.epochs // 2)),
-        "--device", "cpu", "--default_dtype", "float32", "--num_workers", "0",
+        "--name",
+        "mace_cu",
+        "--work_dir",
+        work,
+        "--seed",
+        str(args.seed),
+        "--train_file",
+        paths["train"],
+        "--valid_file",
+        paths["valid"],
+        "--test_file",
+        paths["test"],
+        "--energy_key",
+        "REF_energy",
+        "--forces_key",
+        "REF_forces",
+        "--stress_key",
+        "REF_stress",
+        "--E0s",
+        "average",
+        "--model",
+        "MACE",
+        "--num_channels",
+        str(MODEL["channels"]),
+        "--max_L",
+        str(MODEL["max_L"]),
+        "--max_ell",
+        str(MODEL["max_ell"]),
+        "--correlation",
+        str(MODEL["correlation"]),
+        "--num_interactions",
+        str(MODEL["num_interactions"]),
+        "--r_max",
+        str(MODEL["r_max"]),
+        "--num_radial_basis",
+        str(MODEL["num_bessel"]),
+        "--num_cutoff_basis",
+        str(MODEL["num_poly_cutoff"]),
+        "--radial_MLP",
+        json.dumps(MODEL["radial_mlp"]),
+        "--MLP_irreps",
+        f"{MODEL['readout_mlp']}x0e",
+        "--batch_size",
+        str(args.batch_size),
+        "--valid_batch_size",
+        "8",
+        "--max_num_epochs",
+        str(args.epochs),
+        "--lr",
+        str(args.lr),
+        "--ema",
+        "--ema_decay",
+        "0.99",
+        "--amsgrad",
+        "--clip_grad",
+        "10.0",
+        "--loss",
+        "weighted",
+        "--energy_weight",
+        "1.0",
+        "--forces_weight",
+        "100.0",
+        "--weight_decay",
+        "0.0",
+        "--eval_interval",
+        str(max(1, args.epochs // 2)),
+        "--device",
+        "cpu",
+        "--default_dtype",
+        "float32",
+        "--num_workers",
+        "0",
     ]
     env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", OMP_NUM_THREADS="2")
     t = time.perf_counter()
     with open(os.path.join(work, "mace_train.log"), "w") as log:
-        subprocess.run(cmd, check=True, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
+        subprocess.run(
+            cmd, check=True, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work
+        )
     wall = time.perf_counter() - t
     model_path = sorted(glob.glob(os.path.join(work, "*.model")))
-    model_path = [p for p in model_path if "compiled" not in p and "stagetwo" not in p] or model_path
+    model_path = [
+        p for p in model_path if "compiled" not in p and "stagetwo" not in p
+    ] or model_path
     out = os.path.join(work, "mace_test_pred.xyz")
     subprocess.run(
-        [os.path.join(PEER_BIN, "mace_eval_configs"), "--configs", paths["test"],
-         "--model", model_path[0], "--output", out, "--default_dtype", "float32",
-         "--device", "cpu"],
-        check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work,
+        [
+            os.path.join(PEER_BIN, "mace_eval_configs"),
+            "--configs",
+            paths["test"],
+            "--model",
+            model_path[0],
+            "--output",
+            out,
+            "--default_dtype",
+            "float32",
+            "--device",
+            "cpu",
+        ],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=work,
     )
     return wall, out
 
@@ -101,15 +181,29 @@ def train_jaxmlp(args, paths, work):
     config = config_from_dict(
         {
             "model": {"name": "mace"} | MODEL,
-            "data": {"train_file": paths["train"], "valid_file": paths["valid"],
-                     "test_file": paths["test"]},
+            "data": {
+                "train_file": paths["train"],
+                "valid_file": paths["valid"],
+                "test_file": paths["test"],
+            },
             "train": {
-                "epochs": args.epochs, "batch_size": args.batch_size,
-                "learning_rate": args.lr, "optimizer": "amsgrad", "schedule": "plateau",
-                "plateau_factor": 0.8, "plateau_patience": 50, "warmup_epochs": 0.0,
-                "clip_norm": 10.0, "energy_weight": 1.0, "forces_weight": 100.0,
-                "stress_weight": 0.0, "ema_decay": 0.99, "seed": args.seed,
-                "eval_every": max(1, args.epochs // 2), "dtype": "float32", "progress": False,
+                "epochs": args.epochs,
+                "batch_size": args.batch_size,
+                "learning_rate": args.lr,
+                "optimizer": "amsgrad",
+                "schedule": "plateau",
+                "plateau_factor": 0.8,
+                "plateau_patience": 50,
+                "warmup_epochs": 0.0,
+                "clip_norm": 10.0,
+                "energy_weight": 1.0,
+                "forces_weight": 100.0,
+                "stress_weight": 0.0,
+                "ema_decay": 0.99,
+                "seed": args.seed,
+                "eval_every": max(1, args.epochs // 2),
+                "dtype": "float32",
+                "progress": False,
             },
             "output": os.path.join(work, "jaxmlp_run"),
         }
@@ -162,13 +256,23 @@ def main(argv=None):
     print("mace-torch", t_wall, t_mae, flush=True)
 
     report = {
-        "model": MODEL, "n_train": len(order), "n_test": len(test), "epochs": args.epochs,
-        "batch_size": args.batch_size, "lr": args.lr,
-        "jaxmlp": {"wall_s": j_wall, "test_energy_mae_meV_per_atom": j_mae[0],
-                   "test_forces_mae_meV_per_A": j_mae[1],
-                   "num_params": int(result.model.num_params())},
-        "mace_torch": {"wall_s": t_wall, "test_energy_mae_meV_per_atom": t_mae[0],
-                       "test_forces_mae_meV_per_A": t_mae[1]},
+        "model": MODEL,
+        "n_train": len(order),
+        "n_test": len(test),
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "jaxmlp": {
+            "wall_s": j_wall,
+            "test_energy_mae_meV_per_atom": j_mae[0],
+            "test_forces_mae_meV_per_A": j_mae[1],
+            "num_params": int(result.model.num_params()),
+        },
+        "mace_torch": {
+            "wall_s": t_wall,
+            "test_energy_mae_meV_per_atom": t_mae[0],
+            "test_forces_mae_meV_per_A": t_mae[1],
+        },
         "cpu_count": os.cpu_count(),
     }
     os.makedirs(args.out, exist_ok=True)

@@ -35,33 +35,52 @@ def time_jaxmlp(model, atoms, dtype, seconds, min_repeats, max_repeats):
     from jaxmlp.potential import predict
     from jaxmlp.structure import Structure
 
-    fn = jax.jit(lambda params, graph: predict(model.apply_fn, params, graph, compute_stress=False))
+    fn = jax.jit(
+        lambda params, graph: predict(
+            model.apply_fn, params, graph, compute_stress=False
+        )
+    )
     with jax.enable_x64(dtype == "float64"):
         np_dtype = np.float64 if dtype == "float64" else np.float32
-        graph = batch_graphs([Structure.from_ase(atoms)], model.species, model.r_max, dtype=np_dtype)
+        graph = batch_graphs(
+            [Structure.from_ase(atoms)], model.species, model.r_max, dtype=np_dtype
+        )
         graph = jax.device_put(graph)
-        params = jax.device_put(jax.tree.map(lambda p: np.asarray(p, np_dtype), model.params))
+        params = jax.device_put(
+            jax.tree.map(lambda p: np.asarray(p, np_dtype), model.params)
+        )
         t0 = time.perf_counter()
         out = fn(params, graph)
         jax.block_until_ready(out)
         first = time.perf_counter() - t0
         times = []
         t_end = time.perf_counter() + seconds
-        while len(times) < min_repeats or (time.perf_counter() < t_end and len(times) < max_repeats):
+        while len(times) < min_repeats or (
+            time.perf_counter() < t_end and len(times) < max_repeats
+        ):
             t0 = time.perf_counter()
             jax.block_until_ready(fn(params, graph))
             times.append(time.perf_counter() - t0)
         return {
-            "dtype": dtype, "n_atoms": len(atoms), "n_edges": int(np.asarray(graph.edge_mask).sum()),
-            "first_call_s": first, "median_s": float(np.median(times)), "repeats": len(times),
+            "dtype": dtype,
+            "n_atoms": len(atoms),
+            "n_edges": int(np.asarray(graph.edge_mask).sum()),
+            "first_call_s": first,
+            "median_s": float(np.median(times)),
+            "repeats": len(times),
             "energy": float(out.energy[0]),
         }
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[2, 3, 4],
-                        help="cubic fcc repeats (4 atoms each): 2 -> 32 atoms")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[2, 3, 4],
+        help="cubic fcc repeats (4 atoms each): 2 -> 32 atoms",
+    )
     parser.add_argument("--channels", type=int, default=128)
     parser.add_argument("--max-L", type=int, default=1)
     parser.add_argument("--max-ell", type=int, default=3)
@@ -79,10 +98,16 @@ def main(argv=None):
 
     import jaxmlp
 
-    hyper = {"channels": args.channels, "max_L": args.max_L, "max_ell": args.max_ell,
-             "correlation": args.correlation}
+    hyper = {
+        "channels": args.channels,
+        "max_L": args.max_L,
+        "max_ell": args.max_ell,
+        "correlation": args.correlation,
+    }
     r_max, avg = 5.0, 40.0
-    model = jaxmlp.build_model("mace", species=("Cu",), r_max=r_max, avg_num_neighbors=avg, **hyper)
+    model = jaxmlp.build_model(
+        "mace", species=("Cu",), r_max=r_max, avg_num_neighbors=avg, **hyper
+    )
     rows = []
     with tempfile.TemporaryDirectory() as work:
         for rep in args.sizes:
@@ -91,24 +116,44 @@ def main(argv=None):
             path = os.path.join(work, f"cu_{rep}.xyz")
             ase.io.write(path, atoms)
             spec = {
-                "hyper": hyper, "atomic_numbers": [29], "r_max": r_max, "avg_num_neighbors": avg,
-                "dtypes": args.dtypes, "structure_files": [path], "seconds": args.seconds,
-                "min_repeats": args.min_repeats, "max_repeats": args.max_repeats,
+                "hyper": hyper,
+                "atomic_numbers": [29],
+                "r_max": r_max,
+                "avg_num_neighbors": avg,
+                "dtypes": args.dtypes,
+                "structure_files": [path],
+                "seconds": args.seconds,
+                "min_repeats": args.min_repeats,
+                "max_repeats": args.max_repeats,
                 "threads": os.cpu_count(),
             }
             spec_path = os.path.join(work, "spec.json")
             with open(spec_path, "w") as f:
                 json.dump(spec, f)
             env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
-            subprocess.run([PEER_PYTHON, PEER_SCRIPT, "speed", spec_path, work], check=True,
-                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                [PEER_PYTHON, PEER_SCRIPT, "speed", spec_path, work],
+                check=True,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             torch_rows = json.load(open(os.path.join(work, "speed.json")))["rows"]
             for t_row in torch_rows:
-                j_row = time_jaxmlp(model, atoms, t_row["dtype"], args.seconds,
-                                    args.min_repeats, args.max_repeats)
+                j_row = time_jaxmlp(
+                    model,
+                    atoms,
+                    t_row["dtype"],
+                    args.seconds,
+                    args.min_repeats,
+                    args.max_repeats,
+                )
                 row = {
-                    "n_atoms": len(atoms), "n_edges": j_row["n_edges"], "dtype": t_row["dtype"],
-                    "jaxmlp_ms": 1e3 * j_row["median_s"], "mace_torch_ms": 1e3 * t_row["median_s"],
+                    "n_atoms": len(atoms),
+                    "n_edges": j_row["n_edges"],
+                    "dtype": t_row["dtype"],
+                    "jaxmlp_ms": 1e3 * j_row["median_s"],
+                    "mace_torch_ms": 1e3 * t_row["median_s"],
                     "speedup": t_row["median_s"] / j_row["median_s"],
                     "jaxmlp_compile_s": j_row["first_call_s"],
                     "mace_torch_first_call_s": t_row["first_call_s"],
@@ -116,7 +161,11 @@ def main(argv=None):
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    machine = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "jax": jax.__version__}
+    machine = {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "jax": jax.__version__,
+    }
     report = {"hyper": hyper, "r_max": r_max, "machine": machine, "rows": rows}
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "mace_speed.json"), "w") as f:

@@ -36,24 +36,47 @@ PEER_SCRIPT = os.path.join(ROOT, "benchmarks", "mace_torch_peer.py")
 CONFIGS = [
     # the mace-torch defaults (128x0e+128x1o, max_ell 3, correlation 3): counts only
     {"name": "default (Cu)", "species": ["Cu"], "hyper": {}, "predict": False},
-    {"name": "default (H,C,O,Cu)", "species": ["H", "C", "O", "Cu"], "hyper": {}, "predict": False},
+    {
+        "name": "default (H,C,O,Cu)",
+        "species": ["H", "C", "O", "Cu"],
+        "hyper": {},
+        "predict": False,
+    },
     {
         "name": "small L1 ell3 nu3",
         "species": ["H", "C", "O", "Cu"],
-        "hyper": {"channels": 8, "max_L": 1, "max_ell": 3, "correlation": 3, "radial_mlp": [16, 16]},
+        "hyper": {
+            "channels": 8,
+            "max_L": 1,
+            "max_ell": 3,
+            "correlation": 3,
+            "radial_mlp": [16, 16],
+        },
     },
     {
         "name": "3 layers L2 ell2 nu2",
         "species": ["H", "C", "O", "Cu"],
         "hyper": {
-            "channels": 6, "max_L": 2, "max_ell": 2, "correlation": 2,
-            "num_interactions": 3, "radial_mlp": [8], "num_bessel": 6, "num_poly_cutoff": 6,
+            "channels": 6,
+            "max_L": 2,
+            "max_ell": 2,
+            "correlation": 2,
+            "num_interactions": 3,
+            "radial_mlp": [8],
+            "num_bessel": 6,
+            "num_poly_cutoff": 6,
         },
     },
     {
         "name": "1 layer L0 ell2 nu4",
         "species": ["O", "Cu"],
-        "hyper": {"channels": 4, "max_L": 0, "max_ell": 2, "correlation": 4, "num_interactions": 1},
+        "hyper": {
+            "channels": 4,
+            "max_L": 0,
+            "max_ell": 2,
+            "correlation": 4,
+            "num_interactions": 1,
+        },
     },
 ]
 
@@ -88,11 +111,21 @@ def _linear_chunks(flat, sizes):
 
 def transfer_weights(state, hyper, num_species, silu_cst):
     """jaxmlp MACE params from a mace-torch ScaleShiftMACE state_dict (numpy arrays)."""
-    from jaxmlp.nn.blocks import SILU_NORM, coupling_basis, conv_paths
+    from jaxmlp.nn.blocks import SILU_NORM, conv_paths, coupling_basis
     from jaxmlp.nn.mace import MACE
 
-    defaults = {f: getattr(MACE, f) for f in ("num_interactions", "channels", "max_L", "max_ell",
-                                              "correlation", "radial_mlp", "readout_mlp")}
+    defaults = {
+        f: getattr(MACE, f)
+        for f in (
+            "num_interactions",
+            "channels",
+            "max_L",
+            "max_ell",
+            "correlation",
+            "radial_mlp",
+            "readout_mlp",
+        )
+    }
     h = defaults | hyper
     c, e = h["channels"], num_species
     ratio = silu_cst / SILU_NORM
@@ -111,14 +144,16 @@ def transfer_weights(state, hyper, num_species, silu_cst):
         inter["linear_up"] = {f"w_{l}": w.reshape(c, c) for l, w in zip(ls_h, chunks)}
         n_mlp = len(h["radial_mlp"]) + 1
         inter["radial_mlp"] = {
-            f"layer_{i}": state[p + f"conv_tp_weights.layer{i}.weight"] * (ratio if i > 0 else 1.0)
+            f"layer_{i}": state[p + f"conv_tp_weights.layer{i}.weight"]
+            * (ratio if i > 0 else 1.0)
             for i in range(n_mlp)
         }
         paths = conv_paths(ls_h, ls_sh, ls_sh)
         chunks = _linear_chunks(state[p + "linear.weight"], [c * c] * len(paths))
         inter["linear"] = {
             f"w_{l}": np.concatenate(
-                [w.reshape(c, c) for w, path in zip(chunks, paths) if path[2] == l], axis=0
+                [w.reshape(c, c) for w, path in zip(chunks, paths) if path[2] == l],
+                axis=0,
             )
             for l in ls_sh
         }
@@ -126,7 +161,8 @@ def transfer_weights(state, hyper, num_species, silu_cst):
         pairs = [l for l in skip_in if l in skip_out]
         chunks = _linear_chunks(state[p + "skip_tp.weight"], [c * e * c] * len(pairs))
         inter["skip"] = {
-            f"w_{l}": w.reshape(c, e, c).transpose(1, 0, 2) for l, w in zip(pairs, chunks)
+            f"w_{l}": w.reshape(c, e, c).transpose(1, 0, 2)
+            for l, w in zip(pairs, chunks)
         }
         params[f"interaction_{t}"] = inter
         prod = {}
@@ -134,21 +170,35 @@ def transfer_weights(state, hyper, num_species, silu_cst):
         for j, l in enumerate(ls_out):
             q = f"products.{t}.symmetric_contractions.contractions.{j}."
             for nu in range(1, corr + 1):
-                w = state[q + "weights_max"] if nu == corr else state[q + f"weights.{corr - 1 - nu}"]
+                w = (
+                    state[q + "weights_max"]
+                    if nu == corr
+                    else state[q + f"weights.{corr - 1 - nu}"]
+                )
                 u_torch = state[q + f"U_matrix_{nu}"]
                 u_mine = coupling_basis(ls_sh, l, nu)
                 u_torch = u_torch.reshape(-1, u_torch.shape[-1])
                 u_mine = u_mine.reshape(-1, u_mine.shape[-1])
-                a, *_ = np.linalg.lstsq(u_mine, u_torch, rcond=None)  # [K_mine, K_torch]
+                a, *_ = np.linalg.lstsq(
+                    u_mine, u_torch, rcond=None
+                )  # [K_mine, K_torch]
                 worst_u = max(worst_u, float(np.abs(u_mine @ a - u_torch).max()))
                 prod[f"w_{l}_{nu}"] = np.einsum("kj,ejc->ekc", a, w)
         params[f"product_{t}"] = prod
-        chunks = _linear_chunks(state[f"products.{t}.linear.weight"], [c * c] * len(ls_out))
-        params[f"product_linear_{t}"] = {f"w_{l}": w.reshape(c, c) for l, w in zip(ls_out, chunks)}
+        chunks = _linear_chunks(
+            state[f"products.{t}.linear.weight"], [c * c] * len(ls_out)
+        )
+        params[f"product_linear_{t}"] = {
+            f"w_{l}": w.reshape(c, c) for l, w in zip(ls_out, chunks)
+        }
         r = f"readouts.{t}."
         if last and n_layers > 1:
-            params[f"readout_{t}_1"] = state[r + "linear_1.weight"].reshape(c, h["readout_mlp"])
-            params[f"readout_{t}_2"] = state[r + "linear_2.weight"].reshape(h["readout_mlp"], 1) * ratio
+            params[f"readout_{t}_1"] = state[r + "linear_1.weight"].reshape(
+                c, h["readout_mlp"]
+            )
+            params[f"readout_{t}_2"] = (
+                state[r + "linear_2.weight"].reshape(h["readout_mlp"], 1) * ratio
+            )
         else:
             params[f"readout_{t}"] = state[r + "linear.weight"].reshape(c, 1)
         ls_h = ls_out
@@ -160,7 +210,9 @@ def run_peer(command, spec, workdir):
     with open(spec_path, "w") as f:
         json.dump(spec, f)
     env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
-    subprocess.run([PEER_PYTHON, PEER_SCRIPT, command, spec_path, workdir], check=True, env=env)
+    subprocess.run(
+        [PEER_PYTHON, PEER_SCRIPT, command, spec_path, workdir], check=True, env=env
+    )
 
 
 def check_config(cfg, workdir):
@@ -176,26 +228,51 @@ def check_config(cfg, workdir):
     rng = np.random.default_rng(0)
     e0 = list(rng.normal(-2.0, 1.0, len(species)))
     spec = {
-        "hyper": cfg["hyper"], "atomic_numbers": zs, "r_max": 5.0, "avg_num_neighbors": 11.0,
-        "atomic_energies": e0, "scale": 1.3, "shift": 0.2, "seed": 3,
+        "hyper": cfg["hyper"],
+        "atomic_numbers": zs,
+        "r_max": 5.0,
+        "avg_num_neighbors": 11.0,
+        "atomic_energies": e0,
+        "scale": 1.3,
+        "shift": 0.2,
+        "seed": 3,
     }
-    atoms_list = structures(species) if cfg.get("predict", True) else structures(species)[:1]
+    atoms_list = (
+        structures(species) if cfg.get("predict", True) else structures(species)[:1]
+    )
     spec["structures"] = os.path.join(workdir, "structures.xyz")
     ase.io.write(spec["structures"], atoms_list)
-    atoms_list = ase.io.read(spec["structures"], index=":")  # both sides see the same digits
+    atoms_list = ase.io.read(
+        spec["structures"], index=":"
+    )  # both sides see the same digits
     run_peer("check", spec, workdir)
     peer = json.load(open(os.path.join(workdir, "results.json")))
     state = dict(np.load(os.path.join(workdir, "state.npz")))
     model = jaxmlp.build_model(
-        "mace", species=species, r_max=spec["r_max"], atomic_energies=e0, scale=1.3, shift=0.2,
-        avg_num_neighbors=spec["avg_num_neighbors"], **cfg["hyper"],
+        "mace",
+        species=species,
+        r_max=spec["r_max"],
+        atomic_energies=e0,
+        scale=1.3,
+        shift=0.2,
+        avg_num_neighbors=spec["avg_num_neighbors"],
+        **cfg["hyper"],
     )
-    row = {"name": cfg["name"], "params_jaxmlp": model.num_params(), "params_torch": peer["num_params"]}
+    row = {
+        "name": cfg["name"],
+        "params_jaxmlp": model.num_params(),
+        "params_torch": peer["num_params"],
+    }
     if not cfg.get("predict", True):
         return row
-    params, worst_u = transfer_weights(state, cfg["hyper"], len(species), peer["silu_cst"])
+    params, worst_u = transfer_weights(
+        state, cfg["hyper"], len(species), peer["silu_cst"]
+    )
     ref_tree = jax.tree.structure(model.params)
-    assert jax.tree.structure(params) == ref_tree, (jax.tree.structure(params), ref_tree)
+    assert jax.tree.structure(params) == ref_tree, (
+        jax.tree.structure(params),
+        ref_tree,
+    )
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(model.params)):
         assert a.shape == b.shape, (a.shape, b.shape)
     row["u_matrix_fit_error"] = worst_u
@@ -208,19 +285,35 @@ def check_config(cfg, workdir):
             out = predict_jit(model.apply_fn, params64, g)
             n = len(atoms)
             de.append(abs(float(out.energy[0]) - ref["energy"]))
-            df.append(float(np.abs(np.asarray(out.forces[:n]) - np.asarray(ref["forces"])).max()))
+            df.append(
+                float(
+                    np.abs(np.asarray(out.forces[:n]) - np.asarray(ref["forces"])).max()
+                )
+            )
             # mace-torch's stress has the opposite sign to ASE's (virial / volume)
             ds_pos = np.abs(np.asarray(out.stress[0]) - np.asarray(ref["stress"])).max()
             ds_neg = np.abs(np.asarray(out.stress[0]) + np.asarray(ref["stress"])).max()
             ds.append(float(min(ds_pos, ds_neg)) if any(atoms.pbc) else 0.0)
             row.setdefault("stress_sign", "same" if ds_pos <= ds_neg else "opposite")
             row.setdefault("per_structure", []).append(
-                {"n_atoms": n, "n_edges_jaxmlp": int(np.asarray(g.edge_mask).sum()),
-                 "n_edges_torch": ref["n_edges"], "dE": de[-1], "dF": df[-1]})
+                {
+                    "n_atoms": n,
+                    "n_edges_jaxmlp": int(np.asarray(g.edge_mask).sum()),
+                    "n_edges_torch": ref["n_edges"],
+                    "dE": de[-1],
+                    "dF": df[-1],
+                }
+            )
             emag.append(abs(ref["energy"]))
             fmag.append(float(np.abs(ref["forces"]).max()))
-    row |= {"max_dE": max(de), "max_dF": max(df), "max_dstress": max(ds),
-            "max_abs_E": max(emag), "max_abs_F": max(fmag), "n_structures": len(atoms_list)}
+    row |= {
+        "max_dE": max(de),
+        "max_dF": max(df),
+        "max_dstress": max(ds),
+        "max_abs_E": max(emag),
+        "max_abs_F": max(fmag),
+        "n_structures": len(atoms_list),
+    }
     return row
 
 
@@ -238,11 +331,16 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "mace_torch_check.json"), "w") as f:
         json.dump(rows, f, indent=1)
-    print("\n| config | params jaxmlp | params mace-torch | max abs dE (eV) | max abs dF (eV/A) | max abs dstress | max abs E | max abs F |")
+    print(
+        "\n| config | params jaxmlp | params mace-torch | max abs dE (eV) | max abs dF (eV/A) | max abs dstress | max abs E | max abs F |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         cells = [r["name"], r["params_jaxmlp"], r["params_torch"]]
-        cells += [f"{r[k]:.1e}" if k in r else "-" for k in ("max_dE", "max_dF", "max_dstress")]
+        cells += [
+            f"{r[k]:.1e}" if k in r else "-"
+            for k in ("max_dE", "max_dF", "max_dstress")
+        ]
         cells += [f"{r[k]:.3g}" if k in r else "-" for k in ("max_abs_E", "max_abs_F")]
         print("| " + " | ".join(map(str, cells)) + " |")
     ok = all(r["params_jaxmlp"] == r["params_torch"] for r in rows)

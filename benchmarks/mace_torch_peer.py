@@ -37,7 +37,11 @@ def build_model(spec):
     h = spec["hyper"]
     torch.manual_seed(spec.get("seed", 0))
     channels = h.get("channels", 128)
-    hidden = (channels * o3.Irreps.spherical_harmonics(h.get("max_L", 1))).sort()[0].simplify()
+    hidden = (
+        (channels * o3.Irreps.spherical_harmonics(h.get("max_L", 1)))
+        .sort()[0]
+        .simplify()
+    )
     zs = spec["atomic_numbers"]
     energies = spec.get("atomic_energies") or [0.0] * len(zs)
     return modules.ScaleShiftMACE(
@@ -45,8 +49,12 @@ def build_model(spec):
         num_bessel=h.get("num_bessel", 8),
         num_polynomial_cutoff=h.get("num_poly_cutoff", 5),
         max_ell=h.get("max_ell", 3),
-        interaction_cls=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
-        interaction_cls_first=modules.interaction_classes["RealAgnosticInteractionBlock"],
+        interaction_cls=modules.interaction_classes[
+            "RealAgnosticResidualInteractionBlock"
+        ],
+        interaction_cls_first=modules.interaction_classes[
+            "RealAgnosticInteractionBlock"
+        ],
         num_interactions=h.get("num_interactions", 2),
         num_elements=len(zs),
         hidden_irreps=hidden,
@@ -65,10 +73,14 @@ def build_model(spec):
 def batches(spec, atoms_list, batch_size=1):
     z_table = tools.AtomicNumberTable(spec["atomic_numbers"])
     items = [
-        data.AtomicData.from_config(data.config_from_atoms(a), z_table=z_table, cutoff=spec["r_max"])
+        data.AtomicData.from_config(
+            data.config_from_atoms(a), z_table=z_table, cutoff=spec["r_max"]
+        )
         for a in atoms_list
     ]
-    loader = torch_geometric.dataloader.DataLoader(items, batch_size=batch_size, shuffle=False)
+    loader = torch_geometric.dataloader.DataLoader(
+        items, batch_size=batch_size, shuffle=False
+    )
     return [b.to_dict() for b in loader]
 
 

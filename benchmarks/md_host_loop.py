@@ -51,7 +51,10 @@ def throughput_model() -> dict:
     with open(os.path.join(HERE, "md_throughput.py")) as f:
         tree = ast.parse(f.read())
     for node in tree.body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "MODEL":
+        if (
+            isinstance(node, ast.Assign)
+            and getattr(node.targets[0], "id", None) == "MODEL"
+        ):
             return {kw.arg: ast.literal_eval(kw.value) for kw in node.value.keywords}
     raise RuntimeError("MODEL not found in md_throughput.py")
 
@@ -83,7 +86,12 @@ class OldLoop:
 
     def chunk(self):
         self.status = self.runner.run(
-            self.sim, self.params, self.status, STEPS, stride=STRIDE, frames_per_chunk=FRAMES
+            self.sim,
+            self.params,
+            self.status,
+            STEPS,
+            stride=STRIDE,
+            frames_per_chunk=FRAMES,
         )
 
     @property
@@ -124,8 +132,15 @@ class NewLoop:
 
     def chunk(self):
         self.progress = self.md.advance(
-            self.sim, self.programs, self.params, self.progress, FRAMES, stride=STRIDE,
-            frames_per_chunk=FRAMES, kT=self.sim.kT, guards=self.guards,
+            self.sim,
+            self.programs,
+            self.params,
+            self.progress,
+            FRAMES,
+            stride=STRIDE,
+            frames_per_chunk=FRAMES,
+            kT=self.sim.kT,
+            guards=self.guards,
         )
 
     @property
@@ -153,7 +168,9 @@ def every_step_rebuild(sim):
     from jaxmlp.md.neighbors import jax_md_quirks
 
     def always(positions, nbrs, ref_box, box):
-        forced = dataclasses.replace(nbrs, reference_position=nbrs.reference_position + 0.5)
+        forced = dataclasses.replace(
+            nbrs, reference_position=nbrs.reference_position + 0.5
+        )
         with jax_md_quirks():
             nbrs = sim.neighbor_fns.update(positions, forced, box=box)
         return nbrs, box
@@ -208,7 +225,9 @@ def direct_chunk(loop, repeats: int) -> dict:
     import jax.numpy as jnp
 
     params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), loop.params)
-    kT = jnp.asarray(loop.sim.kT if loop.api == "new" else loop.sim.ensemble.kT, jnp.float32)
+    kT = jnp.asarray(
+        loop.sim.kT if loop.api == "new" else loop.sim.ensemble.kT, jnp.float32
+    )
     if loop.api == "new":
         program = loop.programs.chunk(loop.sim, FRAMES, STRIDE)
         call = lambda: program(params, loop.progress.carry, kT)  # noqa: E731
@@ -222,7 +241,11 @@ def direct_chunk(loop, repeats: int) -> dict:
         _, w, c = _timed(lambda: jax.block_until_ready(call()))
         wall.append(w)
         cpu.append(c)
-    return {"chunk_wall_s": wall, "chunk_cpu_s": cpu, "recompiled": loop.compilations != traces}
+    return {
+        "chunk_wall_s": wall,
+        "chunk_cpu_s": cpu,
+        "recompiled": loop.compilations != traces,
+    }
 
 
 def force_eval(loop, repeats: int) -> dict:
@@ -231,14 +254,19 @@ def force_eval(loop, repeats: int) -> dict:
     import jax.numpy as jnp
 
     params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), loop.params)
-    state, nbrs = (loop.progress.state, loop.progress.nbrs) if loop.api == "new" else (
-        loop.status.state, loop.status.nbrs)
+    state, nbrs = (
+        (loop.progress.state, loop.progress.nbrs)
+        if loop.api == "new"
+        else (loop.status.state, loop.status.nbrs)
+    )
     energy_fn = loop.sim.energy_fn
     fn = jax.jit(jax.value_and_grad(lambda p, x, nb: energy_fn(p, x, nb), argnums=1))
     jax.block_until_ready(fn(params, state.position, nbrs))
     wall, cpu = [], []
     for _ in range(repeats):
-        _, w, c = _timed(lambda: jax.block_until_ready(fn(params, state.position, nbrs)))
+        _, w, c = _timed(
+            lambda: jax.block_until_ready(fn(params, state.position, nbrs))
+        )
         wall.append(w)
         cpu.append(c)
     return {"call_wall_s": wall, "call_cpu_s": cpu}
@@ -273,7 +301,9 @@ def bench_loop(loop, warmup: int, repeats: int) -> dict:
         "chunk_recompiled": recompiled,
         "median_ms_per_step": 1000 * statistics.median(wall[i] for i in keep) / STEPS,
         "min_ms_per_step": 1000 * min(wall[i] for i in keep) / STEPS,
-        "median_cpu_ms_per_step": 1000 * statistics.median(cpu[i] for i in keep) / STEPS,
+        "median_cpu_ms_per_step": 1000
+        * statistics.median(cpu[i] for i in keep)
+        / STEPS,
         "reallocations": loop.reallocations,
         "compilations": loop.compilations,
         "capacity": int(loop.nbrs.idx.shape[-1]),
@@ -314,10 +344,15 @@ def worker(args) -> None:
         if api == "new" and name == "npt":
             if args.count_rebuilds:
                 # the timed chunks' trajectory (deterministic) from the post-warm-up state
-                cases[name]["rebuilds"] = count_rebuilds(loop, loop.warm_carry, args.count_chunks)
+                cases[name]["rebuilds"] = count_rebuilds(
+                    loop, loop.warm_carry, args.count_chunks
+                )
             always = NewLoop(model, atoms, ensemble, sim=every_step_rebuild(loop.sim))
             cases["npt-every-step"] = bench_loop(always, args.warmup, args.repeats)
-        print(f"# {api} {name}: {cases[name]['median_ms_per_step']:.2f} ms/step", file=sys.stderr)
+        print(
+            f"# {api} {name}: {cases[name]['median_ms_per_step']:.2f} ms/step",
+            file=sys.stderr,
+        )
     result = {
         "api": api,
         "jaxmlp_file": jaxmlp.__file__,
@@ -335,11 +370,15 @@ def worker(args) -> None:
 
 def worker_env(old_tree: str | None, cache_dir: str | None = None):
     env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    env["XLA_FLAGS"] = (
+        "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    )
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONWARNINGS"] = "ignore"
     env.pop("PYTHONPATH", None)
-    if cache_dir:  # rounds after the first load the compiled programs instead of compiling
+    if (
+        cache_dir
+    ):  # rounds after the first load the compiled programs instead of compiling
         env["JAX_COMPILATION_CACHE_DIR"] = cache_dir
         env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     if old_tree:
@@ -350,24 +389,41 @@ def worker_env(old_tree: str | None, cache_dir: str | None = None):
 def run_worker(api: str, args) -> dict:
     prefix = ["taskset", "-c", str(args.cpu)] if shutil.which("taskset") else []
     cmd = prefix + [
-        sys.executable, os.path.abspath(__file__), "--worker", "--api", "auto",
-        "--warmup", str(args.warmup), "--repeats", str(args.repeats),
-        "--direct-repeats", str(args.direct_repeats),
-        "--ensembles", *args.ensembles,
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        "--api",
+        "auto",
+        "--warmup",
+        str(args.warmup),
+        "--repeats",
+        str(args.repeats),
+        "--direct-repeats",
+        str(args.direct_repeats),
+        "--ensembles",
+        *args.ensembles,
     ]
     if args.count_rebuilds_now:
         cmd.append("--count-rebuilds")
     env = worker_env(args.old_tree if api == "old" else None, args.cache_dir)
-    print("$", ("PYTHONPATH=" + args.old_tree + " ") if api == "old" else "", " ".join(cmd),
-          flush=True)
+    print(
+        "$",
+        ("PYTHONPATH=" + args.old_tree + " ") if api == "old" else "",
+        " ".join(cmd),
+        flush=True,
+    )
     t = time.perf_counter()
     # cwd outside both trees: only PYTHONPATH / the installed package decide which jaxmlp
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800, cwd="/tmp")
+    proc = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=1800, cwd="/tmp"
+    )
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
-            result = json.loads(line[len("RESULT "):])
+            result = json.loads(line[len("RESULT ") :])
             if result["api"] != api:
-                raise RuntimeError(f"asked for the {api} code, imported {result['jaxmlp_file']}")
+                raise RuntimeError(
+                    f"asked for the {api} code, imported {result['jaxmlp_file']}"
+                )
             result["worker_wall_s"] = time.perf_counter() - t
             quiet = [x for x in proc.stderr.splitlines() if "cpu_aot_loader" not in x]
             print("\n".join(quiet)[-2000:], flush=True)
@@ -384,7 +440,8 @@ def summarize(rounds: list[dict]) -> dict:
         for result in (r[api] for r in rounds):
             for case, data in result["cases"].items():
                 entry = summary.setdefault(case, {}).setdefault(
-                    api, {"wall": [], "cpu": [], "round_medians": [], "reallocations": 0}
+                    api,
+                    {"wall": [], "cpu": [], "round_medians": [], "reallocations": 0},
                 )
                 keep = [i for i, r in enumerate(data["chunk_recompiled"]) if not r]
                 entry["wall"] += [data["chunk_wall_s"][i] for i in keep]
@@ -394,11 +451,19 @@ def summarize(rounds: list[dict]) -> dict:
                 if "rebuilds" in data:
                     entry["rebuilds"] = data["rebuilds"]
                 if "direct" in data and not data["direct"]["recompiled"]:
-                    entry.setdefault("direct_wall", []).extend(data["direct"]["chunk_wall_s"])
-                    entry.setdefault("direct_cpu", []).extend(data["direct"]["chunk_cpu_s"])
+                    entry.setdefault("direct_wall", []).extend(
+                        data["direct"]["chunk_wall_s"]
+                    )
+                    entry.setdefault("direct_cpu", []).extend(
+                        data["direct"]["chunk_cpu_s"]
+                    )
                 if "forces" in data:
-                    entry.setdefault("forces_wall", []).extend(data["forces"]["call_wall_s"])
-                    entry.setdefault("forces_cpu", []).extend(data["forces"]["call_cpu_s"])
+                    entry.setdefault("forces_wall", []).extend(
+                        data["forces"]["call_wall_s"]
+                    )
+                    entry.setdefault("forces_cpu", []).extend(
+                        data["forces"]["call_cpu_s"]
+                    )
     for case in summary.values():
         for entry in case.values():
             wall, cpu = entry.pop("wall"), entry.pop("cpu")
@@ -411,7 +476,9 @@ def summarize(rounds: list[dict]) -> dict:
                 for kind in ("wall", "cpu"):
                     times = entry.pop(f"{key}_{kind}", None)
                     if times:
-                        entry[f"{key}_{kind}_ms"] = 1000 * statistics.median(times) / scale
+                        entry[f"{key}_{kind}_ms"] = (
+                            1000 * statistics.median(times) / scale
+                        )
                         entry[f"{key}_{kind}_min_ms"] = 1000 * min(times) / scale
     return summary
 
@@ -429,7 +496,10 @@ def write_results(args, rounds, summary) -> None:
         "dtype": "float32",
         "steps_per_chunk": STEPS,
         "stride": STRIDE,
-        "settings": {**SETTINGS, **{k: v for d in EXTRA.values() for k, v in d.items()}},
+        "settings": {
+            **SETTINGS,
+            **{k: v for d in EXTRA.values() for k, v in d.items()},
+        },
         "rounds": len(rounds),
         "warmup_chunks": args.warmup,
         "timed_chunks_per_round": args.repeats,
@@ -489,7 +559,8 @@ def write_results(args, rounds, summary) -> None:
     if every:
         lines[-1] += (
             " NPT every-step rebuild: "
-            + ", ".join(f"{x:.2f}" for x in every["round_medians"]) + "."
+            + ", ".join(f"{x:.2f}" for x in every["round_medians"])
+            + "."
         )
     nve = summary.get("nve", {})
     if all("direct_wall_ms" in nve.get(api, {}) for api in ("old", "new")):
@@ -507,12 +578,14 @@ def write_results(args, rounds, summary) -> None:
         ]
     first = rounds[0]
     lists = "; ".join(
-        f"{case} " + ", ".join(
+        f"{case} "
+        + ", ".join(
             f"{api} {first[api]['cases'][case]['edges']} / {first[api]['cases'][case]['capacity']}"
-            for api in ("old", "new") if case in first[api]["cases"]
-            and "capacity" in first[api]["cases"][case]
+            for api in ("old", "new")
+            if case in first[api]["cases"] and "capacity" in first[api]["cases"][case]
         )
-        for case in [*args.ensembles, "npt-every-step"] if case in summary
+        for case in [*args.ensembles, "npt-every-step"]
+        if case in summary
     )
     lines += ["", f"Neighbor list at the end of round 1 (edges / capacity): {lists}."]
     if args.notes:
@@ -524,7 +597,9 @@ def write_results(args, rounds, summary) -> None:
 
 def driver(args) -> None:
     if not os.path.isdir(os.path.join(args.old_tree, "jaxmlp")):
-        raise SystemExit(f"old tree {args.old_tree} has no jaxmlp/ (git worktree add it)")
+        raise SystemExit(
+            f"old tree {args.old_tree} has no jaxmlp/ (git worktree add it)"
+        )
     import tempfile
 
     rounds = []
@@ -545,23 +620,47 @@ def driver(args) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worker", action="store_true", help="run one worker in-process")
+    parser.add_argument(
+        "--worker", action="store_true", help="run one worker in-process"
+    )
     parser.add_argument("--api", default="auto", choices=["auto", "old", "new"])
     parser.add_argument("--ensembles", nargs="+", default=list(ENSEMBLES))
-    parser.add_argument("--warmup", type=int, default=2, help="warm-up chunks (compile + settle)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed chunks per worker")
-    parser.add_argument("--direct-repeats", type=int, default=5,
-                        help="NVE chunks called directly, without the host loop")
-    parser.add_argument("--count-chunks", type=int, default=5,
-                        help="chunks of the instrumented NPT run (the first = the timed one)")
-    parser.add_argument("--count-rebuilds", action="store_true",
-                        help="worker: count the NPT strain policy's rebuilds")
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="warm-up chunks (compile + settle)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=10, help="timed chunks per worker"
+    )
+    parser.add_argument(
+        "--direct-repeats",
+        type=int,
+        default=5,
+        help="NVE chunks called directly, without the host loop",
+    )
+    parser.add_argument(
+        "--count-chunks",
+        type=int,
+        default=5,
+        help="chunks of the instrumented NPT run (the first = the timed one)",
+    )
+    parser.add_argument(
+        "--count-rebuilds",
+        action="store_true",
+        help="worker: count the NPT strain policy's rebuilds",
+    )
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--cpu", type=int, default=1, help="core the workers are pinned to")
-    parser.add_argument("--old-tree", default="/tmp/oldwt",
-                        help="checkout of the commit before the rewrite")
+    parser.add_argument(
+        "--cpu", type=int, default=1, help="core the workers are pinned to"
+    )
+    parser.add_argument(
+        "--old-tree",
+        default="/tmp/oldwt",
+        help="checkout of the commit before the rewrite",
+    )
     parser.add_argument("--out", default=os.path.join(HERE, "results", "md_host_loop"))
-    parser.add_argument("--notes", default="", help="free text appended to the markdown")
+    parser.add_argument(
+        "--notes", default="", help="free text appended to the markdown"
+    )
     args = parser.parse_args()
     if args.worker:
         worker(args)

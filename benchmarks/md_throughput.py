@@ -32,7 +32,15 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
 import jaxmlp
 from jaxmlp import JaxMLPCalculator
-from jaxmlp.md import Ensemble, Programs, advance, guards_for, make_simulation, neighbors, start
+from jaxmlp.md import (
+    Ensemble,
+    Programs,
+    advance,
+    guards_for,
+    make_simulation,
+    neighbors,
+    start,
+)
 from jaxmlp.md.chunk import make_observe_fn, make_run_chunk, make_step_fn
 from jaxmlp.md.loop import reallocate as reallocate_lists
 from jaxmlp.md.simulation import precision
@@ -46,7 +54,9 @@ JAXMD_PYTHON = os.path.join(ROOT, ".peers", "jax-md", "bin", "python")
 
 
 def block(tree):
-    return jax.tree.map(lambda x: x.block_until_ready() if hasattr(x, "block_until_ready") else x, tree)
+    return jax.tree.map(
+        lambda x: x.block_until_ready() if hasattr(x, "block_until_ready") else x, tree
+    )
 
 
 def bench_jaxmlp(model, atoms, chunk: int, repeats: int):
@@ -71,8 +81,15 @@ def _bench_jaxmlp(sim, model, chunk: int, repeats: int):
     kT = jnp.asarray(sim.kT, jnp.float32)
     # settle: two chunks through the host loop (reallocates if the list overflows)
     progress = advance(
-        sim, programs, params, progress, 2 * n_frames, stride=stride,
-        frames_per_chunk=n_frames, kT=sim.kT, guards=guards_for(sim),
+        sim,
+        programs,
+        params,
+        progress,
+        2 * n_frames,
+        stride=stride,
+        frames_per_chunk=n_frames,
+        kT=sim.kT,
+        guards=guards_for(sim),
     )
     reallocations = progress.reallocations
     body = make_run_chunk(make_step_fn(sim), make_observe_fn(sim), n_frames, stride)
@@ -101,7 +118,9 @@ def _bench_jaxmlp(sim, model, chunk: int, repeats: int):
         fresh, _ = reallocate_lists(sim, pair[0])
         return (fresh, None), run(jax.jit(body).lower(params, fresh, kT).compile())
 
-    def run(program):  # (carry, frames) -> (carry, frames), the signature time_chunks expects
+    def run(
+        program,
+    ):  # (carry, frames) -> (carry, frames), the signature time_chunks expects
         return lambda pair: program(params, pair[0], kT)
 
     elapsed, (carry, _), chunk_reallocations, recompile_s = time_chunks(
@@ -133,9 +152,13 @@ def _bench_jaxmlp(sim, model, chunk: int, repeats: int):
 def bench_ase(model, atoms, steps: int):
     atoms = atoms.copy()
     atoms.calc = JaxMLPCalculator(model, dtype="float32")
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300.0, rng=np.random.default_rng(0))
+    MaxwellBoltzmannDistribution(
+        atoms, temperature_K=300.0, rng=np.random.default_rng(0)
+    )
     Stationary(atoms)
-    dyn = Langevin(atoms, timestep=2.0 * units.fs, temperature_K=300.0, friction=0.01 / units.fs)
+    dyn = Langevin(
+        atoms, timestep=2.0 * units.fs, temperature_K=300.0, friction=0.01 / units.fs
+    )
     t = time.perf_counter()
     dyn.run(2)  # compile
     t_compile = time.perf_counter() - t
@@ -160,37 +183,61 @@ def bench_jaxmd(n: int, chunk: int, repeats: int) -> dict:
     if not os.path.exists(JAXMD_PYTHON):
         return {"skipped": "peer venv missing: bash benchmarks/setup_peers.sh jax-md"}
     cmd = [
-        JAXMD_PYTHON, os.path.join(ROOT, "benchmarks", "peers", "jaxmd_nequip_md.py"),
-        "--sizes", str(n), "--chunk", str(chunk), "--repeats", str(repeats),
-        "--channels", str(MODEL["channels"]), "--layers", str(MODEL["num_layers"]),
-        "--l-max", str(MODEL["l_max"]), "--r-max", str(MODEL["r_max"]),
-        "--radial-hidden", str(MODEL["radial_hidden"][0]),
+        JAXMD_PYTHON,
+        os.path.join(ROOT, "benchmarks", "peers", "jaxmd_nequip_md.py"),
+        "--sizes",
+        str(n),
+        "--chunk",
+        str(chunk),
+        "--repeats",
+        str(repeats),
+        "--channels",
+        str(MODEL["channels"]),
+        "--layers",
+        str(MODEL["num_layers"]),
+        "--l-max",
+        str(MODEL["l_max"]),
+        "--r-max",
+        str(MODEL["r_max"]),
+        "--radial-hidden",
+        str(MODEL["radial_hidden"][0]),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     print(proc.stderr[-3000:], file=sys.stderr)
     return {"skipped": f"jax-md worker failed (exit {proc.returncode})"}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[3, 4, 5, 6, 8, 10],
-                        help="cubic repeats n (4 n^3 atoms)")
-    parser.add_argument("--chunk", type=int, default=20, help="steps per compiled chunk")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[3, 4, 5, 6, 8, 10],
+        help="cubic repeats n (4 n^3 atoms)",
+    )
+    parser.add_argument(
+        "--chunk", type=int, default=20, help="steps per compiled chunk"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed chunks")
     parser.add_argument("--ase-steps", type=int, default=10)
     parser.add_argument("--out", default="benchmarks/results/md_throughput")
     args = parser.parse_args()
-    model = jaxmlp.build_model("nequip", species=("Cu",), seed=0, avg_num_neighbors=40.0, **MODEL)
+    model = jaxmlp.build_model(
+        "nequip", species=("Cu",), seed=0, avg_num_neighbors=40.0, **MODEL
+    )
     rows = []
     for n in args.sizes:
         atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((n, n, n))
         atoms.rattle(0.02, seed=n)
         repeats = max(1, args.repeats if len(atoms) <= 1000 else 1)
         ours = bench_jaxmlp(model, atoms, args.chunk, repeats)
-        ase_steps = args.ase_steps if len(atoms) <= 1000 else max(3, args.ase_steps // 3)
+        ase_steps = (
+            args.ase_steps if len(atoms) <= 1000 else max(3, args.ase_steps // 3)
+        )
         theirs = bench_ase(model, atoms, ase_steps)
         jaxmd = bench_jaxmd(n, args.chunk, repeats)
         row = {"n_atoms": len(atoms), "jaxmlp": ours, "ase": theirs, "jax_md": jaxmd}
@@ -232,9 +279,7 @@ def write_results(args, rows):
     for row in rows:
         o, a, j = row["jaxmlp"], row["ase"], row.get("jax_md", {"skipped": "not run"})
         if "atom_steps_per_s" in j:
-            jax_md = (
-                f"{j['atom_steps_per_s']:.3g} | {o['atom_steps_per_s'] / j['atom_steps_per_s']:.1f}x"
-            )
+            jax_md = f"{j['atom_steps_per_s']:.3g} | {o['atom_steps_per_s'] / j['atom_steps_per_s']:.1f}x"
             jax_md_compile = f"{j['compile_s']:.1f}"
         else:
             jax_md, jax_md_compile = f"– ({j['skipped']}) | –", "–"

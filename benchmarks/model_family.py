@@ -52,7 +52,18 @@ from jaxmlp.train.loop import fit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ETHANOL = os.path.join(HERE, "data", "ethanol_gfn2.xyz")
-ORDER = ("lj", "eam", "morse", "bp", "schnet", "painn", "dimenet++", "deeppot", "nequip", "mace")
+ORDER = (
+    "lj",
+    "eam",
+    "morse",
+    "bp",
+    "schnet",
+    "painn",
+    "dimenet++",
+    "deeppot",
+    "nequip",
+    "mace",
+)
 R_MAX = {"copper": 4.5, "ethanol": 5.0}
 TRAIN_T = {"copper": 600.0, "ethanol": 500.0}  # K, typical training temperature
 TIMESTEP = {"copper": 2.0, "ethanol": 0.5}  # fs
@@ -67,28 +78,52 @@ TRAIN = {
     "progress": False,
 }
 PUBLISHED_RMD17_ETHANOL = {  # force MAE meV/Å at 1000 training structures (DFT labels)
-    "bp": 13.4, "schnet": 17.0, "painn": 10.0, "dimenet++": 10.0, "nequip": 2.8, "mace": 2.1,
+    "bp": 13.4,
+    "schnet": 17.0,
+    "painn": 10.0,
+    "dimenet++": 10.0,
+    "nequip": 2.8,
+    "mace": 2.1,
 }
 
 
 def datasets(work: str, quick: bool) -> dict:
-    counts = dict(n_md=6, n_strained=12, n_vacancy=4, n_slab=4, equilibrate_steps=20) if quick else {}
+    counts = (
+        dict(n_md=6, n_strained=12, n_vacancy=4, n_slab=4, equilibrate_steps=20)
+        if quick
+        else {}
+    )
     t = time.process_time()
     copper = write_copper_dataset(os.path.join(work, "copper"), 0, **counts)
     emt_cost = reference_cost_emt()
-    out = {"copper": dict(copper, reference="ASE EMT", reference_cpu_s=emt_cost, generation_cpu_s=time.process_time() - t)}
+    out = {
+        "copper": dict(
+            copper,
+            reference="ASE EMT",
+            reference_cpu_s=emt_cost,
+            generation_cpu_s=time.process_time() - t,
+        )
+    }
     frames = ase.io.read(ETHANOL, index=":")
     rng = np.random.default_rng(0)
     order = rng.permutation(len(frames))
     n_test, n_valid = (20, 10) if quick else (200, 50)
-    parts = {"test": order[:n_test], "valid": order[n_test : n_test + n_valid], "train": order[n_test + n_valid :]}
+    parts = {
+        "test": order[:n_test],
+        "valid": order[n_test : n_test + n_valid],
+        "train": order[n_test + n_valid :],
+    }
     paths = {}
     for name, idx in parts.items():
         paths[name] = os.path.join(work, f"ethanol_{name}.xyz")
         ase.io.write(paths[name], [frames[i] for i in idx], format="extxyz")
     with open(os.path.splitext(ETHANOL)[0] + ".json") as f:
         meta = json.load(f)
-    out["ethanol"] = dict(paths, reference="GFN2-xTB (tblite)", reference_cpu_s=meta["reference_cpu_s_per_structure_median"])
+    out["ethanol"] = dict(
+        paths,
+        reference="GFN2-xTB (tblite)",
+        reference_cpu_s=meta["reference_cpu_s_per_structure_median"],
+    )
     return out
 
 
@@ -104,13 +139,20 @@ def reference_cost_emt(repeats: int = 10) -> float:
     return float(np.median(times))
 
 
-def train(name, data, dataset, work, *, minutes=None, epochs=1000, n_train=None, tag="main"):
+def train(
+    name, data, dataset, work, *, minutes=None, epochs=1000, n_train=None, tag="main"
+):
     config = config_from_dict(
         {
             "model": {"name": name, "r_max": R_MAX[dataset]},
-            "data": {"train_file": data["train"], "valid_file": data["valid"], "test_file": data["test"]}
+            "data": {
+                "train_file": data["train"],
+                "valid_file": data["valid"],
+                "test_file": data["test"],
+            }
             | ({"max_train": n_train} if n_train else {}),
-            "train": TRAIN | {"epochs": epochs, "max_minutes": minutes, "eval_every": 1},
+            "train": TRAIN
+            | {"epochs": epochs, "max_minutes": minutes, "eval_every": 1},
             "output": os.path.join(work, f"run_{dataset}_{name}_{tag}"),
         }
     )
@@ -132,7 +174,12 @@ def speed(model, structures, repeats):
             t = time.process_time()
             jax.block_until_ready(predict_jit(model.apply_fn, model.params, graph))
             times.append(time.process_time() - t)
-        rows.append({"n_atoms": s.n_atoms, "us_per_atom": 1e6 * float(np.median(times)) / s.n_atoms})
+        rows.append(
+            {
+                "n_atoms": s.n_atoms,
+                "us_per_atom": 1e6 * float(np.median(times)) / s.n_atoms,
+            }
+        )
     return rows
 
 
@@ -141,7 +188,10 @@ def md_stability(model, atoms, dataset, work, ps):
     dt = TIMESTEP[dataset]
     steps = max(10, int(round(ps * 1000 / dt / 10)) * 10)
     result = run_md(
-        model, atoms, Ensemble("nve", timestep=dt, temperature=1.5 * TRAIN_T[dataset]), steps=steps,
+        model,
+        atoms,
+        Ensemble("nve", timestep=dt, temperature=1.5 * TRAIN_T[dataset]),
+        steps=steps,
         out_dir=os.path.join(work, f"md_{dataset}_{model.config.name}"),
         options=MDOptions(stride=10, plots=False, raise_on_blowup=False, seed=0),
     )
@@ -150,14 +200,20 @@ def md_stability(model, atoms, dataset, work, ps):
     drift = np.abs(th["Etot_eV"] - th["Etot_eV"][0]) / n
     bad = np.flatnonzero(~np.isfinite(drift) | (drift > 1e-3))
     completed = result.message == "completed"
-    stable_ps = th["time_ps"][bad[0]] if len(bad) else (th["time_ps"][-1] if completed else float(th["time_ps"][-1]))
+    stable_ps = (
+        th["time_ps"][bad[0]]
+        if len(bad)
+        else (th["time_ps"][-1] if completed else float(th["time_ps"][-1]))
+    )
     atom_steps = n * result.steps / max(result.wall_time_s, 1e-9)
     return {
         "stable_ps": float(stable_ps),
         "simulated_ps": float(th["time_ps"][-1]),
         "blew_up": not completed,
         "message": result.message,
-        "max_drift_meV_per_atom": float(1e3 * np.nanmax(drift)) if np.isfinite(drift).any() else None,
+        "max_drift_meV_per_atom": float(1e3 * np.nanmax(drift))
+        if np.isfinite(drift).any()
+        else None,
         "md_atom_steps_per_s": atom_steps,
         "md_compilations": result.compilations,
     }
@@ -165,7 +221,10 @@ def md_stability(model, atoms, dataset, work, ps):
 
 def structures_for_speed(dataset):
     if dataset == "copper":
-        cells = [bulk("Cu", "fcc", a=3.6, cubic=True).repeat(k) for k in ((2, 2, 2), (3, 3, 3), (4, 4, 4))]
+        cells = [
+            bulk("Cu", "fcc", a=3.6, cubic=True).repeat(k)
+            for k in ((2, 2, 2), (3, 3, 3), (4, 4, 4))
+        ]
     else:
         mol = ase.io.read(ETHANOL, index=0)
         cells = [mol]
@@ -183,19 +242,38 @@ def structures_for_speed(dataset):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=None, help="default: every registered architecture")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        help="default: every registered architecture",
+    )
     parser.add_argument("--datasets", nargs="+", default=["copper", "ethanol"])
-    parser.add_argument("--minutes", type=float, default=4.0, help="CPU budget per main training run")
+    parser.add_argument(
+        "--minutes", type=float, default=4.0, help="CPU budget per main training run"
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[25, 50, 100, 200])
-    parser.add_argument("--steps", type=int, default=600, help="optimizer steps per data-efficiency run")
+    parser.add_argument(
+        "--steps", type=int, default=600, help="optimizer steps per data-efficiency run"
+    )
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--md-ps", type=float, default=2.0)
-    parser.add_argument("--quick", action="store_true", help="tiny budgets (CI, notebook)")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny budgets (CI, notebook)"
+    )
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     args = parser.parse_args()
     if args.quick:
-        args.minutes, args.sizes, args.steps, args.repeats, args.md_ps = 0.3, [25], 30, 3, 0.05
-    names = args.models or [n for n in ORDER if n in ARCHITECTURES] + sorted(set(ARCHITECTURES) - set(ORDER))
+        args.minutes, args.sizes, args.steps, args.repeats, args.md_ps = (
+            0.3,
+            [25],
+            30,
+            3,
+            0.05,
+        )
+    names = args.models or [n for n in ORDER if n in ARCHITECTURES] + sorted(
+        set(ARCHITECTURES) - set(ORDER)
+    )
     work = tempfile.mkdtemp(prefix="jaxmlp-family-")
     data = datasets(work, args.quick)
     rows = []
@@ -213,25 +291,38 @@ def main() -> None:
                 "train_cpu_s": cpu,
                 "train_wall_s": wall,
                 "test": test,
-                "valid_forces_mae_by_epoch": [r.get("valid_forces_mae_meV_per_A") for r in result.history],
+                "valid_forces_mae_by_epoch": [
+                    r.get("valid_forces_mae_meV_per_A") for r in result.history
+                ],
                 "speed": speed(model, structures_for_speed(dataset), args.repeats),
                 "reference_cpu_s_per_structure": d["reference_cpu_s"],
             }
             try:
                 row["md"] = md_stability(model, test_atoms, dataset, work, args.md_ps)
-            except Exception as e:  # a model that cannot run MD is a result, not a crash
+            except (
+                Exception
+            ) as e:  # a model that cannot run MD is a result, not a crash
                 row["md"] = {"error": f"{type(e).__name__}: {e}"}
             jax.clear_caches()
             if dataset == "ethanol":
                 curve = {}
                 for n in args.sizes:
-                    epochs = max(3, math.ceil(args.steps / math.ceil(n / TRAIN["batch_size"])))
-                    r, _, _ = train(name, d, dataset, work, epochs=epochs, n_train=n, tag=f"n{n}")
+                    epochs = max(
+                        3, math.ceil(args.steps / math.ceil(n / TRAIN["batch_size"]))
+                    )
+                    r, _, _ = train(
+                        name, d, dataset, work, epochs=epochs, n_train=n, tag=f"n{n}"
+                    )
                     curve[n] = r.metrics["test"]["forces_mae_meV_per_A"]
                 row["data_efficiency_forces_mae"] = curve
             rows.append(row)
-            print(json.dumps({k: row[k] for k in ("dataset", "model", "params", "epochs")} | {
-                "test_F_mae": test["forces_mae_meV_per_A"]}), flush=True)
+            print(
+                json.dumps(
+                    {k: row[k] for k in ("dataset", "model", "params", "epochs")}
+                    | {"test_F_mae": test["forces_mae_meV_per_A"]}
+                ),
+                flush=True,
+            )
     machine = {
         "platform": platform.platform(),
         "cpu_affinity": sorted(os.sched_getaffinity(0)),
@@ -239,8 +330,14 @@ def main() -> None:
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "load_average_1_5_15": list(os.getloadavg()),
     }
-    report = {"args": vars(args), "train": TRAIN, "r_max": R_MAX, "machine": machine, "rows": rows,
-              "published_rmd17_ethanol_forces_mae": PUBLISHED_RMD17_ETHANOL}
+    report = {
+        "args": vars(args),
+        "train": TRAIN,
+        "r_max": R_MAX,
+        "machine": machine,
+        "rows": rows,
+        "published_rmd17_ethanol_forces_mae": PUBLISHED_RMD17_ETHANOL,
+    }
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, "model_family")
     with open(stem + ".json", "w") as f:
@@ -254,7 +351,9 @@ def main() -> None:
 def _equal_epoch(rows):
     """The validation force MAE at the largest epoch every model of the dataset reached."""
     common = min(len(r["valid_forces_mae_by_epoch"]) for r in rows)
-    return common, {r["model"]: r["valid_forces_mae_by_epoch"][common - 1] for r in rows}
+    return common, {
+        r["model"]: r["valid_forces_mae_by_epoch"][common - 1] for r in rows
+    }
 
 
 def markdown(report) -> str:
@@ -288,14 +387,24 @@ def markdown(report) -> str:
             f"valid F MAE @ epoch {common} | "
             + " | ".join(f"µs/atom @ {n}" for n in sizes)
             + " | MD atom·steps/s | NVE stable ps | speed-up vs reference |",
-            "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(sizes) + "---:|---:|---:|",
+            "|---|---:|---:|---:|---:|---:|---:|"
+            + "---:|" * len(sizes)
+            + "---:|---:|---:|",
         ]
         for r in rows:
             t, md = r["test"], r["md"]
             per_call = r["speed"][0]["us_per_atom"] * r["speed"][0]["n_atoms"] * 1e-6
             ref_n = 108 if dataset == "copper" else r["speed"][0]["n_atoms"]
-            per_ref = r["speed"][min(1, len(r["speed"]) - 1)]["us_per_atom"] * 1e-6 * ref_n if dataset == "copper" else per_call
-            stable = "error" if "error" in md else f"{md['stable_ps']:.2f}{' (blow-up)' if md['blew_up'] else ''}"
+            per_ref = (
+                r["speed"][min(1, len(r["speed"]) - 1)]["us_per_atom"] * 1e-6 * ref_n
+                if dataset == "copper"
+                else per_call
+            )
+            stable = (
+                "error"
+                if "error" in md
+                else f"{md['stable_ps']:.2f}{' (blow-up)' if md['blew_up'] else ''}"
+            )
             atom_steps = "–" if "error" in md else f"{md['md_atom_steps_per_s']:.3g}"
             lines.append(
                 f"| {r['model']} | {r['params']} | {r['epochs']} | {t['energy_mae_meV_per_atom']:.2f} | "
@@ -307,15 +416,26 @@ def markdown(report) -> str:
         curves = [r for r in rows if "data_efficiency_forces_mae" in r]
         if curves:
             ns = list(curves[0]["data_efficiency_forces_mae"])
-            lines += ["", f"Data efficiency ({dataset}): test force MAE (meV/Å) vs training structures "
-                      f"({a['steps']} optimizer steps each); published rMD17 ethanol (DFT, 1000 structures) "
-                      "for orientation.", "",
-                      "| model | " + " | ".join(f"n={n}" for n in ns) + " | published @1000 |",
-                      "|---|" + "---:|" * (len(ns) + 1)]
+            lines += [
+                "",
+                f"Data efficiency ({dataset}): test force MAE (meV/Å) vs training structures "
+                f"({a['steps']} optimizer steps each); published rMD17 ethanol (DFT, 1000 structures) "
+                "for orientation.",
+                "",
+                "| model | "
+                + " | ".join(f"n={n}" for n in ns)
+                + " | published @1000 |",
+                "|---|" + "---:|" * (len(ns) + 1),
+            ]
             for r in curves:
                 pub = report["published_rmd17_ethanol_forces_mae"].get(r["model"], "–")
-                lines.append(f"| {r['model']} | " + " | ".join(
-                    f"{r['data_efficiency_forces_mae'][n]:.1f}" for n in ns) + f" | {pub} |")
+                lines.append(
+                    f"| {r['model']} | "
+                    + " | ".join(
+                        f"{r['data_efficiency_forces_mae'][n]:.1f}" for n in ns
+                    )
+                    + f" | {pub} |"
+                )
         lines.append("")
     lines.append("![error vs cost](results/model_family.png)")
     return "\n".join(lines) + "\n"
@@ -325,22 +445,41 @@ def figure(report, path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    datasets = [d for d in report["args"]["datasets"] if any(r["dataset"] == d for r in report["rows"])]
+    datasets = [
+        d
+        for d in report["args"]["datasets"]
+        if any(r["dataset"] == d for r in report["rows"])
+    ]
     fig = Figure(figsize=(5.5 * len(datasets), 4.2))
     FigureCanvasAgg(fig)
     for k, dataset in enumerate(datasets):
         ax = fig.add_subplot(1, len(datasets), k + 1)
         rows = [r for r in report["rows"] if r["dataset"] == dataset]
         for r in rows:
-            cost = r["speed"][0]["us_per_atom"] * r["speed"][0]["n_atoms"] * 1e-3  # ms per call
+            cost = (
+                r["speed"][0]["us_per_atom"] * r["speed"][0]["n_atoms"] * 1e-3
+            )  # ms per call
             ax.loglog(cost, r["test"]["forces_mae_meV_per_A"], "o")
-            ax.annotate(r["model"], (cost, r["test"]["forces_mae_meV_per_A"]), fontsize=8,
-                        xytext=(4, 2), textcoords="offset points")
+            ax.annotate(
+                r["model"],
+                (cost, r["test"]["forces_mae_meV_per_A"]),
+                fontsize=8,
+                xytext=(4, 2),
+                textcoords="offset points",
+            )
         ref_ms = 1e3 * rows[0]["reference_cpu_s_per_structure"]
         ax.axvline(ref_ms, color="k", ls="--", lw=1)
-        ax.annotate("reference", (ref_ms, ax.get_ylim()[0]), rotation=90, fontsize=8, xytext=(3, 5),
-                    textcoords="offset points")
-        ax.set_xlabel(f"CPU ms per energy+forces call ({rows[0]['speed'][0]['n_atoms']} atoms)")
+        ax.annotate(
+            "reference",
+            (ref_ms, ax.get_ylim()[0]),
+            rotation=90,
+            fontsize=8,
+            xytext=(3, 5),
+            textcoords="offset points",
+        )
+        ax.set_xlabel(
+            f"CPU ms per energy+forces call ({rows[0]['speed'][0]['n_atoms']} atoms)"
+        )
         ax.set_ylabel("test force MAE (meV/Å)")
         ax.set_title(dataset)
     fig.tight_layout()

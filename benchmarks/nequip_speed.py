@@ -57,17 +57,25 @@ def run_worker(python, script, threads, extra, timeout=1800):
     prefix, env = thread_env(threads)
     cmd = prefix + [python, os.path.join(HERE, "peers", script)] + extra
     print("$", " ".join(cmd), f"[threads={threads}]", flush=True)
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    proc = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
     results = []
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
-            row = json.loads(line[len("RESULT "):])
+            row = json.loads(line[len("RESULT ") :])
             row["threads"] = threads
             results.append(row)
-            print("  ", {k: v for k, v in row.items() if k not in ("times_s", "cpu_s")}, flush=True)
+            print(
+                "  ",
+                {k: v for k, v in row.items() if k not in ("times_s", "cpu_s")},
+                flush=True,
+            )
     if proc.returncode != 0:
         print(proc.stderr[-3000:], file=sys.stderr)
-        results.append({"code": script, "threads": threads, "error": proc.stderr[-500:]})
+        results.append(
+            {"code": script, "threads": threads, "error": proc.stderr[-500:]}
+        )
     return results
 
 
@@ -83,7 +91,11 @@ def markdown(rows, peak, meta):
         "",
     ]
     for threads in sorted({r["threads"] for r in rows}):
-        mm = {p["dtype"]: p["gflops"] for p in peak if p["threads"] == threads and "gflops" in p}
+        mm = {
+            p["dtype"]: p["gflops"]
+            for p in peak
+            if p["threads"] == threads and "gflops" in p
+        }
         lines.append(
             f"## {threads} thread{'s' if threads > 1 else ''} "
             f"(dense matmul peak here: {mm.get('float32', 0):.0f} GFLOP/s f32, "
@@ -106,7 +118,9 @@ def markdown(rows, peak, meta):
             gf = f"{flops / 1e9:.2f}" if flops else "–"
             rate = f"{flops / 1e9 / r['median_s']:.1f}" if flops else "–"
             ratio = (
-                f"{r['median_cpu_s'] / base[r['n_atoms']]:.2f}x" if r["n_atoms"] in base else "–"
+                f"{r['median_cpu_s'] / base[r['n_atoms']]:.2f}x"
+                if r["n_atoms"] in base
+                else "–"
             )
             lines.append(
                 f"| {r['n_atoms']} | {r.get('n_edges', '')} | {r['code']} | {r['dtype']} "
@@ -115,14 +129,18 @@ def markdown(rows, peak, meta):
             )
         skipped = [r for r in rows if r["threads"] == threads and "skipped" in r]
         for r in skipped:
-            lines.append(f"\n{r['code']} at {r['n_atoms']} atoms skipped: {r['skipped']}.")
+            lines.append(
+                f"\n{r['code']} at {r['n_atoms']} atoms skipped: {r['skipped']}."
+            )
         lines.append("")
     return "\n".join(lines) + "\n"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cells", default="2,3,4,6,8", help="n of the n x n x n cubic cells")
+    parser.add_argument(
+        "--cells", default="2,3,4,6,8", help="n of the n x n x n cubic cells"
+    )
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--peers", default="jax-md,mlip")
     parser.add_argument("--repeats", type=int, default=5)
@@ -130,11 +148,19 @@ def main():
     parser.add_argument("--no-float64", action="store_true")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "nequip_speed"))
     parser.add_argument(
-        "--merge", action="store_true",
+        "--merge",
+        action="store_true",
         help="keep rows of other thread settings from an existing --out JSON",
     )
     args = parser.parse_args()
-    common = ["--cells", args.cells, "--repeats", str(args.repeats), "--budget-s", str(args.budget_s)]
+    common = [
+        "--cells",
+        args.cells,
+        "--repeats",
+        str(args.repeats),
+        "--budget-s",
+        str(args.budget_s),
+    ]
     thread_list = [int(t) for t in args.threads.split(",") if t]
     rows, peak = [], []
     if args.merge and os.path.exists(args.out + ".json"):
@@ -144,9 +170,16 @@ def main():
         peak = [r for r in old["matmul_peak"] if r["threads"] not in thread_list]
     for threads in thread_list:
         peak += run_worker(sys.executable, "matmul_peak.py", threads, [])
-        rows += run_worker(sys.executable, "jaxmlp_nequip.py", threads, common + ["--dtype", "float32"])
+        rows += run_worker(
+            sys.executable, "jaxmlp_nequip.py", threads, common + ["--dtype", "float32"]
+        )
         if not args.no_float64:
-            rows += run_worker(sys.executable, "jaxmlp_nequip.py", threads, common + ["--dtype", "float64"])
+            rows += run_worker(
+                sys.executable,
+                "jaxmlp_nequip.py",
+                threads,
+                common + ["--dtype", "float64"],
+            )
         for peer in [p for p in args.peers.split(",") if p]:
             venv, script = PEERS[peer]
             python = os.path.join(ROOT, ".peers", venv, "bin", "python")
@@ -162,7 +195,9 @@ def main():
     }
     try:
         with open("/proc/cpuinfo") as f:
-            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+            names = [
+                ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")
+            ]
         meta["cpu"] = f"{names[0]} ({len(names)} cores)" if names else meta["cpu"]
     except OSError:
         pass

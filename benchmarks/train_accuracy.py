@@ -48,11 +48,17 @@ MODELS = {"nequip": DEMO_MODEL, "mace": MACE_MODEL}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2500, help="optimizer steps per training run")
+    parser.add_argument(
+        "--steps", type=int, default=2500, help="optimizer steps per training run"
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument(
+        "--models", nargs="+", default=list(MODELS), choices=list(MODELS)
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    parser.add_argument(
+        "--out", default=os.path.join(os.path.dirname(__file__), "results")
+    )
     args = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="jaxmlp-bench-")
@@ -107,7 +113,8 @@ def main() -> None:
             "first_epoch_s": history[0]["train_time_s"],
             "compiles_train": result.metrics["compiles_train"],
             "buckets": len(result.metrics["buckets"]),
-            "train_compiles_after_first_epoch": history[-1]["compiles_train"] - history[0]["compiles_train"],
+            "train_compiles_after_first_epoch": history[-1]["compiles_train"]
+            - history[0]["compiles_train"],
             "wall_s": wall,
         }
         rows.append(row)
@@ -131,9 +138,7 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "train_accuracy.json"), "w") as f:
         json.dump(report, f, indent=2)
-    models = ", ".join(
-        f"{name} `{json.dumps(MODELS[name])}`" for name in args.models
-    )
+    models = ", ".join(f"{name} `{json.dumps(MODELS[name])}`" for name in args.models)
     lines = [
         "## Training: learning curves and throughput (copper, EMT labels)",
         "",

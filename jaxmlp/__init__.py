@@ -8,8 +8,8 @@ Units: eV, Å, fs, amu, K; stress eV/Å³.
 from jaxmlp.architectures import ArchitectureSpec, Network, register_architecture
 from jaxmlp.calculator import JaxMLPCalculator
 from jaxmlp.edges import EdgeInputs, register_extra
-from jaxmlp.hessian import gamma_frequencies, hessian
 from jaxmlp.graph import Graph, batch_graphs, edge_vectors, neighbor_list
+from jaxmlp.hessian import gamma_frequencies, hessian
 from jaxmlp.model import Model, ModelConfig, build_model
 from jaxmlp.model_io import ModelFileError, load_model, save_model
 from jaxmlp.potential import MemberPredictions, Predictions, predict, predict_members

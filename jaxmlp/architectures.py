@@ -36,6 +36,7 @@ class Network(NamedTuple):
 
     init: Callable[[Any, EdgeInputs], Any]
     apply: Callable[[Any, EdgeInputs], Any]
+    module: Any = None  # the flax module it wraps, if any (for introspection)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +103,9 @@ def register_architecture(
     if not callable(factory):
         raise TypeError(f"factory for {name!r} must be callable, got {factory!r}")
     if name in ARCHITECTURES and not overwrite:
-        raise ValueError(f"architecture {name!r} is already registered (pass overwrite=True)")
+        raise ValueError(
+            f"architecture {name!r} is already registered (pass overwrite=True)"
+        )
     entry = Architecture(name, factory, tuple(extras))
     ARCHITECTURES[name] = entry
     return entry
@@ -128,7 +131,7 @@ def from_flax(module: nn.Module) -> Network:
     def apply(params, inputs):
         return module.apply({"params": params}, inputs)
 
-    return Network(init, apply)
+    return Network(init, apply, module)
 
 
 def from_flax_edges(module: nn.Module) -> Network:
@@ -136,7 +139,13 @@ def from_flax_edges(module: nn.Module) -> Network:
     ``module(vectors, species, senders, receivers, edge_mask)`` (the built-ins)."""
 
     def args(inputs: EdgeInputs):
-        return inputs.vectors, inputs.species, inputs.senders, inputs.receivers, inputs.edge_mask
+        return (
+            inputs.vectors,
+            inputs.species,
+            inputs.senders,
+            inputs.receivers,
+            inputs.edge_mask,
+        )
 
     def init(key, inputs):
         return module.init(key, *args(inputs))["params"]
@@ -144,7 +153,7 @@ def from_flax_edges(module: nn.Module) -> Network:
     def apply(params, inputs):
         return module.apply({"params": params}, *args(inputs))
 
-    return Network(init, apply)
+    return Network(init, apply, module)
 
 
 def dataclass_factory(cls: type[nn.Module]) -> Callable[[ArchitectureSpec], Network]:

@@ -101,7 +101,9 @@ class JaxMLPCalculator(Calculator):
                 neighbors=[neighbors],
                 dtype=float_dtype,
             )
-            params = jax.tree.map(lambda p: np.asarray(p, float_dtype), self.model.params)
+            params = jax.tree.map(
+                lambda p: np.asarray(p, float_dtype), self.model.params
+            )
             out = jax.device_get(self._predict(params, graph))
         spread = None
         if self.model.members is not None:
@@ -117,9 +119,13 @@ class JaxMLPCalculator(Calculator):
             "forces": np.asarray(out.forces[:n], np.float64),
         }
         if structure.pbc.any():
-            self.results["stress"] = full_3x3_to_voigt(np.asarray(out.stress[0], np.float64))
+            self.results["stress"] = full_3x3_to_voigt(
+                np.asarray(out.stress[0], np.float64)
+            )
         if spread is not None:
             forces_std = np.asarray(spread.forces[:n], np.float64)
             self.results["energy_std"] = float(spread.energy[0])
             self.results["forces_std"] = forces_std
-            self.results["forces_std_max"] = float(np.linalg.norm(forces_std, axis=1).max(initial=0.0))
+            self.results["forces_std_max"] = float(
+                np.linalg.norm(forces_std, axis=1).max(initial=0.0)
+            )

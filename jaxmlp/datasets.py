@@ -18,7 +18,7 @@ Contents (for the default counts):
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import ase
 import ase.io
@@ -117,7 +117,12 @@ def copper_frames(
     frames: list[ase.Atoms] = []
     for temperature in temperatures_K:
         frames += _md_snapshots(
-            supercell, temperature, n_md, rng, kind="bulk_md", with_stress=True,
+            supercell,
+            temperature,
+            n_md,
+            rng,
+            kind="bulk_md",
+            with_stress=True,
             equilibrate=equilibrate_steps,
         )
         log(f"bulk MD at {temperature:.0f} K: {len(frames)} frames")
@@ -126,14 +131,21 @@ def copper_frames(
         strain = rng.uniform(-0.04, 0.04, (3, 3))
         strain = 0.5 * (strain + strain.T)
         atoms.set_cell(atoms.cell[:] @ (np.eye(3) + strain), scale_atoms=True)
-        atoms.positions += rng.normal(scale=rng.uniform(0.02, 0.12), size=atoms.positions.shape)
+        atoms.positions += rng.normal(
+            scale=rng.uniform(0.02, 0.12), size=atoms.positions.shape
+        )
         frames.append(_labelled(atoms, "strained", with_stress=True))
     log(f"strained cells: {len(frames)} frames")
     vacancy = supercell.copy()
     del vacancy[0]
     for temperature in (600.0, 1000.0):
         frames += _md_snapshots(
-            vacancy, temperature, n_vacancy, rng, kind="vacancy", with_stress=True,
+            vacancy,
+            temperature,
+            n_vacancy,
+            rng,
+            kind="vacancy",
+            with_stress=True,
             equilibrate=equilibrate_steps,
         )
     log(f"vacancies: {len(frames)} frames")
@@ -141,7 +153,12 @@ def copper_frames(
     slab.pbc = (True, True, False)
     for temperature in (300.0, 700.0):
         frames += _md_snapshots(
-            slab, temperature, n_slab, rng, kind="slab", with_stress=False,
+            slab,
+            temperature,
+            n_slab,
+            rng,
+            kind="slab",
+            with_stress=False,
             equilibrate=equilibrate_steps,
         )
     log(f"Cu(111) slab: {len(frames)} frames")

@@ -32,7 +32,9 @@ class EdgeInputs(NamedTuple):
     receivers: jnp.ndarray  # [n_edges] int
     edge_mask: jnp.ndarray  # [n_edges] bool
     node_mask: jnp.ndarray  # [n_nodes] bool
-    extras: Mapping[str, Any] = {}  # name -> pytree, only those the architecture declares
+    extras: Mapping[
+        str, Any
+    ] = {}  # name -> pytree, only those the architecture declares
 
     @property
     def n_nodes(self) -> int:
@@ -61,7 +63,13 @@ def register_extra(name: str, fn: ExtraFn, *, overwrite: bool = False) -> None:
 
 
 def make_inputs(
-    vectors, species, senders, receivers, edge_mask, node_mask, extras: tuple[str, ...] = ()
+    vectors,
+    species,
+    senders,
+    receivers,
+    edge_mask,
+    node_mask,
+    extras: tuple[str, ...] = (),
 ) -> EdgeInputs:
     """:class:`EdgeInputs` with the requested extras computed (the one constructor)."""
     inputs = EdgeInputs(
@@ -76,7 +84,9 @@ def make_inputs(
         return inputs
     missing = [name for name in extras if name not in EXTRAS]
     if missing:
-        raise KeyError(f"no builder registered for extra inputs {missing}; known: {sorted(EXTRAS)}")
+        raise KeyError(
+            f"no builder registered for extra inputs {missing}; known: {sorted(EXTRAS)}"
+        )
     return inputs._replace(extras={name: EXTRAS[name](inputs) for name in extras})
 
 

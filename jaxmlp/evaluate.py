@@ -7,16 +7,16 @@ batched into a few padding buckets, so evaluation compiles at most once per buck
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import numpy as np
 
 from jaxmlp.data.batching import GraphDataset, make_batch, make_buckets, plan_batches
+from jaxmlp.metrics import error_sums, metrics_from_sums
 from jaxmlp.model import Model
 from jaxmlp.potential import predict
 from jaxmlp.structure import Structure
-from jaxmlp.train.loss import error_sums, metrics_from_sums
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -65,7 +65,9 @@ def evaluate(
                 n = len(info.indices)
                 e_mask = lab.energy_mask[:n]
                 parity["energy_ref"].append((lab.energy[:n] / lab.n_atoms[:n])[e_mask])
-                parity["energy_pred"].append((pred.energy[:n] / lab.n_atoms[:n])[e_mask])
+                parity["energy_pred"].append(
+                    (pred.energy[:n] / lab.n_atoms[:n])[e_mask]
+                )
                 parity["forces_ref"].append(lab.forces[lab.forces_mask])
                 parity["forces_pred"].append(np.asarray(pred.forces)[lab.forces_mask])
     metrics = metrics_from_sums(totals) | {"n_structures": len(dataset)}
@@ -77,7 +79,11 @@ def evaluate(
 
 def format_metrics(metrics: dict) -> str:
     """A short human-readable table of metrics."""
-    rows = [("energy", "meV/atom", "meV_per_atom"), ("forces", "meV/Å", "meV_per_A"), ("stress", "meV/Å³", "meV_per_A3")]
+    rows = [
+        ("energy", "meV/atom", "meV_per_atom"),
+        ("forces", "meV/Å", "meV_per_A"),
+        ("stress", "meV/Å³", "meV_per_A3"),
+    ]
     lines = [f"{'':8s} {'MAE':>10s} {'RMSE':>10s}"]
     for name, unit, key in rows:
         mae, rmse = metrics.get(f"{name}_mae_{key}"), metrics.get(f"{name}_rmse_{key}")

@@ -22,7 +22,15 @@ from ase.neighborlist import primitive_neighbor_list
 from jaxmlp.padding import PaddingSizes, padding_for
 from jaxmlp.structure import Structure, species_indices
 
-__all__ = ["Graph", "Neighbors", "PaddingSizes", "batch_graphs", "edge_vectors", "neighbor_list", "padding_for"]
+__all__ = [
+    "Graph",
+    "Neighbors",
+    "PaddingSizes",
+    "batch_graphs",
+    "edge_vectors",
+    "neighbor_list",
+    "padding_for",
+]
 
 
 @flax.struct.dataclass
@@ -125,9 +133,6 @@ def check_min_distance(
         )
 
 
-
-
-
 def batch_graphs(
     structures: Sequence[Structure],
     species: Sequence[str],
@@ -153,7 +158,11 @@ def batch_graphs(
     n_pairs = sum(len(nb.senders) for nb in neighbors)
     if sizes is None:
         sizes = padding_for(n_atoms, n_pairs, len(structures))
-    if sizes.n_nodes <= n_atoms or sizes.n_edges < n_pairs or sizes.n_graphs <= len(structures):
+    if (
+        sizes.n_nodes <= n_atoms
+        or sizes.n_edges < n_pairs
+        or sizes.n_graphs <= len(structures)
+    ):
         raise ValueError(
             f"padding sizes {tuple(sizes)} too small for {n_atoms} atoms, {n_pairs} "
             f"edges, {len(structures)} structures (need one padding node and graph)"
@@ -171,7 +180,10 @@ def batch_graphs(
     node_offset = edge_offset = 0
     for g, (s, nb) in enumerate(zip(structures, neighbors)):
         n, e = s.n_atoms, len(nb.senders)
-        nodes, edges = slice(node_offset, node_offset + n), slice(edge_offset, edge_offset + e)
+        nodes, edges = (
+            slice(node_offset, node_offset + n),
+            slice(edge_offset, edge_offset + e),
+        )
         positions[nodes] = s.positions
         species_idx[nodes] = species_indices(s.numbers, species, s.source)
         node_graph[nodes] = g

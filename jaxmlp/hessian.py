@@ -39,18 +39,28 @@ def hessian(model: Model, atoms, *, dtype: str | None = "float64") -> np.ndarray
     derivative (pairs at the cutoff contribute zero, the envelope being smooth).
     Float64 by default: second derivatives in float32 lose most digits.
     """
-    structure = atoms if isinstance(atoms, Structure) else Structure.from_ase(atoms, source="ase.Atoms")
+    structure = (
+        atoms
+        if isinstance(atoms, Structure)
+        else Structure.from_ase(atoms, source="ase.Atoms")
+    )
     neighbors = neighbor_list(structure, model.r_max)
     with precision.scope(dtype) as float_dtype:
         graph = batch_graphs(
-            [structure], model.species, model.r_max, neighbors=[neighbors], dtype=float_dtype
+            [structure],
+            model.species,
+            model.r_max,
+            neighbors=[neighbors],
+            dtype=float_dtype,
         )
         params = jax.tree.map(lambda p: jnp.asarray(p, float_dtype), model.params)
         h = _hessian(model.apply_fn, params, graph, structure.n_atoms)
         return np.asarray(jax.device_get(h), np.float64)
 
 
-def gamma_frequencies(model: Model, atoms, *, dtype: str | None = "float64") -> np.ndarray:
+def gamma_frequencies(
+    model: Model, atoms, *, dtype: str | None = "float64"
+) -> np.ndarray:
     """Harmonic frequencies in cm⁻¹ (imaginary ones negative) from the mass-weighted
     Hessian: a molecule's normal modes, or a periodic cell's Γ-point phonons."""
     from ase.vibrations import VibrationsData
@@ -58,4 +68,8 @@ def gamma_frequencies(model: Model, atoms, *, dtype: str | None = "float64") -> 
     ase_atoms = atoms.to_ase() if isinstance(atoms, Structure) else atoms
     data = VibrationsData.from_2d(ase_atoms, hessian(model, atoms, dtype=dtype))
     energies = data.get_frequencies()  # complex cm^-1
-    return np.where(np.abs(energies.imag) > np.abs(energies.real), -np.abs(energies.imag), energies.real)
+    return np.where(
+        np.abs(energies.imag) > np.abs(energies.real),
+        -np.abs(energies.imag),
+        energies.real,
+    )

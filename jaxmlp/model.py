@@ -64,8 +64,14 @@ class ModelConfig:
     def __post_init__(self):
         get_architecture(self.name)  # raises for an unregistered name
         if self.members is not None:
-            if isinstance(self.members, bool) or int(self.members) != self.members or self.members < 1:
-                raise ValueError(f"members must be a positive integer or None, got {self.members!r}")
+            if (
+                isinstance(self.members, bool)
+                or int(self.members) != self.members
+                or self.members < 1
+            ):
+                raise ValueError(
+                    f"members must be a positive integer or None, got {self.members!r}"
+                )
             object.__setattr__(self, "members", int(self.members))
         species = tuple(self.species)
         if len(set(species)) != len(species) or not species:
@@ -80,7 +86,9 @@ class ModelConfig:
             )
         object.__setattr__(self, "atomic_energies", tuple(float(e) for e in energies))
         object.__setattr__(
-            self, "hyper", tuple(sorted((k, _freeze(v)) for k, v in dict(self.hyper).items()))
+            self,
+            "hyper",
+            tuple(sorted((k, _freeze(v)) for k, v in dict(self.hyper).items())),
         )
         for field in ("r_max", "scale", "shift", "avg_num_neighbors"):
             value = float(getattr(self, field))
@@ -99,7 +107,9 @@ class ModelConfig:
         return get_architecture(self.name).extras
 
     def spec(self) -> ArchitectureSpec:
-        return ArchitectureSpec(len(self.species), self.r_max, self.avg_num_neighbors, self.hyper)
+        return ArchitectureSpec(
+            len(self.species), self.r_max, self.avg_num_neighbors, self.hyper
+        )
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self) | {"hyper": dict(self.hyper)})
@@ -139,7 +149,9 @@ def make_member_apply_fn(config: ModelConfig):
         dtype = inputs.vectors.dtype
         params = jax.tree.map(lambda p: p.astype(dtype), params)
         out = net.apply(params, inputs)
-        return config.scale * out + config.shift + jnp.asarray(e0, dtype)[inputs.species]
+        return (
+            config.scale * out + config.shift + jnp.asarray(e0, dtype)[inputs.species]
+        )
 
     apply_fn.extras = config.extras  # what the input builders must add
     return apply_fn
@@ -205,7 +217,15 @@ class Model:
 def _jitted_init(config: ModelConfig):
     net = network(config)
     d = dummy_inputs()
-    inputs = make_inputs(d.vectors, d.species, d.senders, d.receivers, d.edge_mask, d.node_mask, config.extras)
+    inputs = make_inputs(
+        d.vectors,
+        d.species,
+        d.senders,
+        d.receivers,
+        d.edge_mask,
+        d.node_mask,
+        config.extras,
+    )
     init_one = lambda key: net.init(key, inputs)
     if config.members is None:
         return jax.jit(init_one)
@@ -221,7 +241,12 @@ def init_params(config: ModelConfig, seed: int = 0):
     if config.members is not None:
         key = jax.random.split(key, config.members)
     params = _jitted_init(config)(key)
-    return jax.tree.map(lambda p: jnp.asarray(p, jnp.float32) if jnp.issubdtype(p.dtype, jnp.floating) else p, params)
+    return jax.tree.map(
+        lambda p: (
+            jnp.asarray(p, jnp.float32) if jnp.issubdtype(p.dtype, jnp.floating) else p
+        ),
+        params,
+    )
 
 
 def params_shapes(config: ModelConfig):

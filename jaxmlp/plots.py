@@ -7,7 +7,7 @@ Parity plots compare predicted and reference energies (eV/atom) and force compon
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib
 
@@ -16,7 +16,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def _parity_axis(ax, ref, pred, label: str, unit: str, mae_unit_scale=1000.0, mae_unit=""):
+def _parity_axis(
+    ax, ref, pred, label: str, unit: str, mae_unit_scale=1000.0, mae_unit=""
+):
     ref, pred = np.asarray(ref).ravel(), np.asarray(pred).ravel()
     ax.scatter(ref, pred, s=4, alpha=0.5, lw=0)
     if ref.size:
@@ -33,8 +35,22 @@ def _parity_axis(ax, ref, pred, label: str, unit: str, mae_unit_scale=1000.0, ma
 def parity_plot(parity: dict, path: str | os.PathLike, title: str = "test set") -> str:
     """Energy (eV/atom) and force-component (eV/Å) parity plots side by side."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
-    _parity_axis(axes[0], parity["energy_ref"], parity["energy_pred"], "energy", "eV/atom", mae_unit="meV/atom")
-    _parity_axis(axes[1], parity["forces_ref"], parity["forces_pred"], "force", "eV/Å", mae_unit="meV/Å")
+    _parity_axis(
+        axes[0],
+        parity["energy_ref"],
+        parity["energy_pred"],
+        "energy",
+        "eV/atom",
+        mae_unit="meV/atom",
+    )
+    _parity_axis(
+        axes[1],
+        parity["forces_ref"],
+        parity["forces_pred"],
+        "force",
+        "eV/Å",
+        mae_unit="meV/Å",
+    )
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -46,8 +62,11 @@ def learning_curve_plot(records: Sequence[dict], path: str | os.PathLike) -> str
     """Train/valid loss and validation E/F MAE versus epoch (log scale)."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
     epochs = [r["epoch"] for r in records]
+
     def series(key):  # epochs without the value (eval_every > 1) are skipped
-        points = [(e, r[key]) for e, r in zip(epochs, records) if r.get(key) is not None]
+        points = [
+            (e, r[key]) for e, r in zip(epochs, records) if r.get(key) is not None
+        ]
         return tuple(zip(*points)) if points else ((), ())
 
     for key, label in (("train_loss", "train"), ("valid_loss", "valid")):
@@ -78,7 +97,9 @@ def learning_curve_plot(records: Sequence[dict], path: str | os.PathLike) -> str
 
 def traces_plot(time_ps, series: dict, path: str | os.PathLike, title: str = "") -> str:
     """Stacked time series (e.g. temperature in K, energy in eV) versus time in ps."""
-    fig, axes = plt.subplots(len(series), 1, figsize=(7, 2.4 * len(series)), sharex=True)
+    fig, axes = plt.subplots(
+        len(series), 1, figsize=(7, 2.4 * len(series)), sharex=True
+    )
     axes = np.atleast_1d(axes)
     for ax, (label, values) in zip(axes, series.items()):
         ax.plot(time_ps, values, lw=1)

@@ -41,11 +41,19 @@ class MemberPredictions(NamedTuple):
     members: Predictions  # each field with a leading [members] axis
 
 
-def graph_inputs(graph: Graph, positions, cell, extras: tuple[str, ...] = ()) -> EdgeInputs:
+def graph_inputs(
+    graph: Graph, positions, cell, extras: tuple[str, ...] = ()
+) -> EdgeInputs:
     """The model's :class:`~jaxmlp.edges.EdgeInputs` of a padded graph."""
     vectors = edge_vectors(positions, cell, graph)  # [n_edges, 3] Å
     return make_inputs(
-        vectors, graph.species, graph.senders, graph.receivers, graph.edge_mask, graph.node_mask, extras
+        vectors,
+        graph.species,
+        graph.senders,
+        graph.receivers,
+        graph.edge_mask,
+        graph.node_mask,
+        extras,
     )
 
 
@@ -58,7 +66,9 @@ def graph_energy(apply_fn, params, graph: Graph, positions, cell):
     return energy, node_e
 
 
-def predict(apply_fn, params, graph: Graph, *, compute_stress: bool = True) -> Predictions:
+def predict(
+    apply_fn, params, graph: Graph, *, compute_stress: bool = True
+) -> Predictions:
     """Energies, forces and stress of every graph in one backward pass.
 
     Stress is the derivative with respect to a symmetric strain eps applied to positions
@@ -68,29 +78,35 @@ def predict(apply_fn, params, graph: Graph, *, compute_stress: bool = True) -> P
 
     def total_energy(positions, strain):
         eps = 0.5 * (strain + jnp.swapaxes(strain, -1, -2))  # [n_graphs, 3, 3]
-        positions = positions + jnp.einsum("ni,nij->nj", positions, eps[graph.node_graph])
+        positions = positions + jnp.einsum(
+            "ni,nij->nj", positions, eps[graph.node_graph]
+        )
         cell = graph.cell + jnp.einsum("gij,gjk->gik", graph.cell, eps)
         energy, node_e = graph_energy(apply_fn, params, graph, positions, cell)
         return jnp.sum(energy), (energy, node_e)
 
     strain = jnp.zeros_like(graph.cell)
     argnums = (0, 1) if compute_stress else 0
-    (_, (energy, node_e)), grads = jax.value_and_grad(total_energy, argnums=argnums, has_aux=True)(
-        graph.positions, strain
-    )
+    (_, (energy, node_e)), grads = jax.value_and_grad(
+        total_energy, argnums=argnums, has_aux=True
+    )(graph.positions, strain)
     if compute_stress:
         de_dx, de_deps = grads
         # Structure rejects a singular cell with any periodic direction
         periodic = jnp.any(graph.pbc, axis=-1)  # [n_graphs]
         volume = jnp.where(periodic, jnp.abs(jnp.linalg.det(graph.cell)), 1.0)  # Å³
-        stress = jnp.where(periodic[:, None, None], de_deps / volume[:, None, None], 0.0)
+        stress = jnp.where(
+            periodic[:, None, None], de_deps / volume[:, None, None], 0.0
+        )
     else:
         de_dx, stress = grads, jnp.zeros_like(graph.cell)
     forces = jnp.where(graph.node_mask[:, None], -de_dx, 0.0)
     return Predictions(energy, node_e, forces, stress)
 
 
-def predict_members(member_apply_fn, params, graph: Graph, *, compute_stress: bool = True) -> MemberPredictions:
+def predict_members(
+    member_apply_fn, params, graph: Graph, *, compute_stress: bool = True
+) -> MemberPredictions:
     """Every committee member's predictions (one vmapped call over the leading params
     axis), their mean and spread (standard deviation over members, same units)."""
     members = jax.vmap(

@@ -52,7 +52,9 @@ class Structure:
             )
         bad = np.flatnonzero(~np.isfinite(self.positions).all(axis=1))
         if bad.size:
-            raise ValueError(f"{self.source}: non-finite position of atom index {bad[0]}")
+            raise ValueError(
+                f"{self.source}: non-finite position of atom index {bad[0]}"
+            )
         if not np.isfinite(self.cell).all():
             raise ValueError(f"{self.source}: non-finite cell")
         if self.pbc.any() and abs(np.linalg.det(self.cell)) < 1e-9:

@@ -35,7 +35,9 @@ def random_orthogonal(seed: int, inversion: bool = True) -> np.ndarray:
 def transform(graph: Graph, matrix) -> Graph:
     """Apply x -> matrix @ x to positions and lattice vectors."""
     matrix = jnp.asarray(matrix, graph.positions.dtype)
-    return graph.replace(positions=graph.positions @ matrix.T, cell=graph.cell @ matrix.T)
+    return graph.replace(
+        positions=graph.positions @ matrix.T, cell=graph.cell @ matrix.T
+    )
 
 
 _graph_energy = jax.jit(graph_energy, static_argnums=0)
@@ -46,7 +48,9 @@ def as_jax(graph: Graph) -> Graph:
     return jax.tree.map(jnp.asarray, graph)
 
 
-def finite_difference_forces(apply_fn, params, graph: Graph, atoms, delta: float = 1e-4):
+def finite_difference_forces(
+    apply_fn, params, graph: Graph, atoms, delta: float = 1e-4
+):
     """Central differences -dE/dx for the listed (node, direction) pairs, eV/Å."""
     graph = as_jax(graph)
     out = []
@@ -60,7 +64,9 @@ def finite_difference_forces(apply_fn, params, graph: Graph, atoms, delta: float
     return np.asarray(out)
 
 
-def finite_difference_stress(apply_fn, params, graph: Graph, index: int = 0, delta: float = 1e-5):
+def finite_difference_stress(
+    apply_fn, params, graph: Graph, index: int = 0, delta: float = 1e-5
+):
     """[3, 3] eV/Å³: (1/V) dE/d(eps) by central differences of a symmetric strain."""
     graph = as_jax(graph)
     volume = abs(np.linalg.det(np.asarray(graph.cell[index])))
@@ -75,7 +81,9 @@ def finite_difference_stress(apply_fn, params, graph: Graph, index: int = 0, del
                 eps[j, i] += 0.5 * sign * delta
                 eps = jnp.asarray(eps, graph.positions.dtype)
                 positions = jnp.where(
-                    node_in[:, None], graph.positions + graph.positions @ eps, graph.positions
+                    node_in[:, None],
+                    graph.positions + graph.positions @ eps,
+                    graph.positions,
                 )
                 cell = graph.cell.at[index].add(graph.cell[index] @ eps)
                 energy, _ = _graph_energy(apply_fn, params, graph, positions, cell)

@@ -51,7 +51,9 @@ def cu_o_molecule(seed=1) -> Structure:
     rng = np.random.default_rng(seed)
     positions = rng.normal(scale=1.2, size=(5, 3))
     positions += np.arange(5)[:, None] * np.array([0.9, 0.0, 0.0])
-    return Structure(positions, [29, 8, 8, 29, 29], np.zeros((3, 3)), False, source="molecule")
+    return Structure(
+        positions, [29, 8, 8, 29, 29], np.zeros((3, 3)), False, source="molecule"
+    )
 
 
 def rattled_fcc_cu(seed=2, size=(2, 1, 1)) -> Structure:

@@ -30,8 +30,15 @@ from jaxmlp.testing import predict_jit
 
 SMALL = {
     "nequip": dict(num_layers=2, channels=8, l_max=2, radial_hidden=(16,)),
-    "mace": dict(channels=4, max_L=1, max_ell=2, correlation=3, num_interactions=2,
-                 radial_mlp=(8,), readout_mlp=8),
+    "mace": dict(
+        channels=4,
+        max_L=1,
+        max_ell=2,
+        correlation=3,
+        num_interactions=2,
+        radial_mlp=(8,),
+        readout_mlp=8,
+    ),
     "morse": dict(),
     "coordination": dict(hidden=6),
 }
@@ -56,7 +63,12 @@ def small_model(name, seed=0, **extra):
 _MODELS = {}
 
 
-@pytest.fixture(params=NAMES)
+HEAVY = {"mace"}  # compile-heavy: their battery runs in the full suite only (slow)
+
+
+@pytest.fixture(
+    params=[pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in NAMES]
+)
 def model(request):
     if request.param not in _MODELS:
         _MODELS[request.param] = small_model(request.param)
@@ -69,7 +81,9 @@ def structures():
 
 
 def graph64(model, structures, sizes=SIZES):
-    return batch_graphs(structures, model.species, model.r_max, sizes=sizes, dtype=np.float64)
+    return batch_graphs(
+        structures, model.species, model.r_max, sizes=sizes, dtype=np.float64
+    )
 
 
 def predict(model, graph):
@@ -86,13 +100,19 @@ def test_rotation_inversion_equivariance(x64, model, structures, inversion):
     matrix = testing.random_orthogonal(3, inversion=inversion)
     errors = testing.equivariance_errors(model.apply_fn, model.params, g, matrix)
     assert errors["max_force"] > 1e-3 and errors["max_stress"] > 1e-5  # not vacuous
-    assert errors["energy"] < 1e-10 and errors["forces"] < 1e-10 and errors["stress"] < 1e-10
+    assert (
+        errors["energy"] < 1e-10
+        and errors["forces"] < 1e-10
+        and errors["stress"] < 1e-10
+    )
 
 
 def test_translation_and_permutation(x64, model):
     s = cu_o_molecule()
     ref = predict(model, graph64(model, [s]))
-    moved = Structure(s.positions + np.array([0.37, -1.9, 4.2]), s.numbers, s.cell, s.pbc)
+    moved = Structure(
+        s.positions + np.array([0.37, -1.9, 4.2]), s.numbers, s.cell, s.pbc
+    )
     out = predict(model, graph64(model, [moved]))
     np.testing.assert_allclose(out.energy, ref.energy, rtol=0, atol=1e-10)
     np.testing.assert_allclose(out.forces, ref.forces, atol=1e-10)
@@ -115,7 +135,11 @@ def test_padding_and_batching_change_nothing(x64, model, structures):
         alone = predict(model, graph64(model, [s]))
         np.testing.assert_allclose(alone.energy[0], together.energy[i], atol=1e-10)
         np.testing.assert_allclose(alone.stress[0], together.stress[i], atol=1e-12)
-        np.testing.assert_allclose(alone.forces[: s.n_atoms], together.forces[offset : offset + s.n_atoms], atol=1e-10)
+        np.testing.assert_allclose(
+            alone.forces[: s.n_atoms],
+            together.forces[offset : offset + s.n_atoms],
+            atol=1e-10,
+        )
         offset += s.n_atoms
 
 
@@ -123,7 +147,9 @@ def test_forces_match_finite_differences_and_sum_to_zero(x64, model, structures)
     g = graph64(model, structures)
     out = predict(model, g)
     atoms = [(0, 0), (2, 1), (4, 2), (7, 0), (9, 2), (12, 1)]
-    fd = testing.finite_difference_forces(model.apply_fn, model.params, g, atoms, delta=1e-5)
+    fd = testing.finite_difference_forces(
+        model.apply_fn, model.params, g, atoms, delta=1e-5
+    )
     analytic = np.array([out.forces[n, d] for n, d in atoms])
     assert np.abs(analytic).max() > 1e-3
     np.testing.assert_allclose(analytic, fd, atol=1e-7, rtol=1e-6)
@@ -146,17 +172,23 @@ def test_stress_matches_finite_strain(x64, model, structures, index):
 
 
 def test_compiles_once_and_float32_agrees(x64, model, structures):
-    fn, counter = testing.count_traces(lambda params, graph: jaxmlp.predict(model.apply_fn, params, graph))
+    fn, counter = testing.count_traces(
+        lambda params, graph: jaxmlp.predict(model.apply_fn, params, graph)
+    )
     g1 = graph64(model, structures)
     g2 = graph64(model, [rattled_fcc_cu(seed=5), triclinic_cu_o(seed=3)])
     out64 = fn(model.params, g1)
     fn(model.params, g2)
     fn(model.params, g1)
     assert counter["traces"] == 1
-    g32 = jax.tree.map(lambda x: x.astype(np.float32) if x.dtype == np.float64 else x, g1)
+    g32 = jax.tree.map(
+        lambda x: x.astype(np.float32) if x.dtype == np.float64 else x, g1
+    )
     out32 = fn(model.params, g32)
     assert out32.forces.dtype == jnp.float32 and counter["traces"] == 2
-    scale = max(1.0, float(np.abs(out64.forces).max()))  # Morse's short pairs reach 1e3 eV/Å
+    scale = max(
+        1.0, float(np.abs(out64.forces).max())
+    )  # Morse's short pairs reach 1e3 eV/Å
     np.testing.assert_allclose(out32.energy, out64.energy, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(out32.forces, out64.forces, atol=1e-5 * scale + 1e-4)
 
@@ -195,7 +227,7 @@ def test_calculator_names_an_unknown_element(model):
 def test_committee_of_one_and_of_three(x64, structures):
     """A committee evaluates every member in one vmapped call: member k of a K-committee
     equals a single model with member k's params; the mean is the mean."""
-    committee = small_model("nequip", members=3)
+    committee = small_model("nequip", members=3, num_layers=1, channels=4, l_max=1)
     g = graph64(committee, structures)
     out = jaxmlp.predict_members(committee.member_apply_fn, committee.params, g)
     singles = [predict(committee.member(k), g) for k in range(3)]
@@ -204,12 +236,17 @@ def test_committee_of_one_and_of_three(x64, structures):
         np.testing.assert_allclose(out.members.energy[k], single.energy, atol=1e-12)
     mean_forces = np.mean([s.forces for s in singles], axis=0)
     np.testing.assert_allclose(out.mean.forces, mean_forces, atol=1e-12)
-    np.testing.assert_allclose(out.std.forces, np.std([s.forces for s in singles], axis=0), atol=1e-12)
+    np.testing.assert_allclose(
+        out.std.forces, np.std([s.forces for s in singles], axis=0), atol=1e-12
+    )
     assert np.abs(out.std.forces).max() > 1e-3  # members differ (independent inits)
     mean = predict(committee, g)  # apply_fn of a committee is the mean
     np.testing.assert_allclose(mean.forces, mean_forces, atol=1e-12)
     np.testing.assert_allclose(mean.stress, out.mean.stress, atol=1e-12)
 
+    # the calculator's spread, against single-member calculators (a small model with
+    # random initial params, so the members differ)
+    committee = small_model("coordination", members=3)
     atoms = rattled_fcc_cu().to_ase()
     atoms.calc = jaxmlp.JaxMLPCalculator(committee, dtype="float64")
     forces = atoms.get_forces()
@@ -219,10 +256,13 @@ def test_committee_of_one_and_of_three(x64, structures):
         a = atoms.copy()
         a.calc = jaxmlp.JaxMLPCalculator(committee.member(k), dtype="float64")
         members.append(a.get_forces())
+    assert np.abs(spread).max() > 1e-4
     np.testing.assert_allclose(forces, np.mean(members, axis=0), atol=1e-10)
     np.testing.assert_allclose(spread, np.std(members, axis=0), atol=1e-10)
     expected_max = np.linalg.norm(np.std(members, axis=0), axis=1).max()
-    assert atoms.calc.results["forces_std_max"] == pytest.approx(expected_max, abs=1e-10)
+    assert atoms.calc.results["forces_std_max"] == pytest.approx(
+        expected_max, abs=1e-10
+    )
 
 
 def test_committee_file_round_trip(tmp_path):
@@ -237,7 +277,9 @@ def test_committee_file_round_trip(tmp_path):
 
 
 def test_registry_errors_are_clear():
-    with pytest.raises(ValueError, match="unknown model 'no-such'.*register_architecture"):
+    with pytest.raises(
+        ValueError, match="unknown model 'no-such'.*register_architecture"
+    ):
         jaxmlp.build_model("no-such", species=("Cu",))
     with pytest.raises(ValueError, match="already registered"):
         jaxmlp.register_architecture("nequip", lambda spec: None)
@@ -247,6 +289,7 @@ def test_registry_errors_are_clear():
         jaxmlp.build_model("morse", species=("Cu",), members=0)
 
 
+@pytest.mark.slow
 def test_third_party_model_trains_runs_md_and_matches_the_calculator(tmp_path):
     """The ``coordination`` model, registered outside jaxmlp, through YAML training, the
     model file, the ASE calculator and MD (every frame judged by a fresh calculator)."""
@@ -269,8 +312,18 @@ def test_third_party_model_trains_runs_md_and_matches_the_calculator(tmp_path):
     config = config_from_dict(
         {
             "model": {"name": "coordination", "r_max": 4.0, "hidden": 4},
-            "data": {"train_file": str(data), "valid_fraction": 0.25, "test_fraction": 0.0},
-            "train": {"epochs": 3, "batch_size": 2, "learning_rate": 0.01, "num_buckets": 1, "progress": False},
+            "data": {
+                "train_file": str(data),
+                "valid_fraction": 0.25,
+                "test_fraction": 0.0,
+            },
+            "train": {
+                "epochs": 3,
+                "batch_size": 2,
+                "learning_rate": 0.01,
+                "num_buckets": 1,
+                "progress": False,
+            },
             "output": str(tmp_path / "run"),
         }
     )

@@ -5,13 +5,12 @@ from ase import Atoms
 from ase.build import bulk, molecule
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
+from conftest import small_nequip
 
 import jaxmlp
 from jaxmlp.graph import padding_for
 from jaxmlp.structure import Structure
 from jaxmlp.testing import predict_jit
-
-from conftest import small_nequip
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +28,10 @@ def test_ase_results_match_predict_and_fd(calc_model, x64):
     stress = atoms.get_stress()
     assert atoms.get_potential_energies().sum() == pytest.approx(energy, abs=1e-9)
     g = jaxmlp.batch_graphs(
-        [Structure.from_ase(atoms)], calc_model.species, calc_model.r_max, dtype=np.float64
+        [Structure.from_ase(atoms)],
+        calc_model.species,
+        calc_model.r_max,
+        dtype=np.float64,
     )
     ref = predict_jit(calc_model.apply_fn, calc_model.params, g)
     assert energy == pytest.approx(float(ref.energy[0]), abs=1e-10)
@@ -53,11 +55,13 @@ def test_changing_atom_count_stays_in_few_compilations(calc_model):
         del atoms[list(range(n_removed))]
         atoms.calc = calc
         atoms.get_potential_energy()
-        n_pairs = len(jaxmlp.neighbor_list(Structure.from_ase(atoms), calc_model.r_max).senders)
+        n_pairs = len(
+            jaxmlp.neighbor_list(Structure.from_ase(atoms), calc_model.r_max).senders
+        )
         buckets.add(padding_for(len(atoms), n_pairs, 1))
         assert calc.compilations == len(buckets)
         before = calc.compilations
-        for step in range(3):  # same size, moved atoms: never a new compilation
+        for _ in range(3):  # same size, moved atoms: never a new compilation
             atoms.positions += 0.01
             atoms.get_forces()
         assert calc.compilations == before
@@ -69,9 +73,13 @@ def test_float32_default_and_float64_agree(calc_model):
     atoms.symbols = "OCuCu"
     atoms.positions *= 1.8
     e32 = jaxmlp.JaxMLPCalculator(calc_model).get_potential_energy(atoms)
-    e64 = jaxmlp.JaxMLPCalculator(calc_model, dtype="float64").get_potential_energy(atoms)
+    e64 = jaxmlp.JaxMLPCalculator(calc_model, dtype="float64").get_potential_energy(
+        atoms
+    )
     assert e32 == pytest.approx(e64, abs=1e-4)
-    with pytest.raises(PropertyNotImplementedError, match="stress"):  # molecules have none
+    with pytest.raises(
+        PropertyNotImplementedError, match="stress"
+    ):  # molecules have none
         jaxmlp.JaxMLPCalculator(calc_model).get_property("stress", atoms)
 
 

@@ -11,11 +11,15 @@ from ase.calculators.emt import EMT
 import jaxmlp
 from jaxmlp.cli import main
 
+pytestmark = pytest.mark.slow  # long end-to-end / sampling tests
+
 
 def write_frames(path, seeds, stress=True):
     frames = []
     for i in seeds:
-        atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat([(1, 1, 1), (2, 1, 1)][i % 2])
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(
+            [(1, 1, 1), (2, 1, 1)][i % 2]
+        )
         atoms.rattle(0.08, seed=i)
         atoms.calc = EMT()
         atoms.info["REF_energy"] = atoms.get_potential_energy()
@@ -45,23 +49,39 @@ def test_train_eval_load_round_trip(tmp_path, monkeypatch, capsys):
     write_frames("valid.xyz", range(8, 11))
     write_frames("test.xyz", range(11, 14), stress=False)
     (tmp_path / "config.yaml").write_text(CONFIG)
-    assert main(["train", "config.yaml", "--set", "train.epochs=3", "--no-progress"]) == 0
+    assert (
+        main(["train", "config.yaml", "--set", "train.epochs=3", "--no-progress"]) == 0
+    )
     out = capsys.readouterr().out
     assert "test:" in out and "forces" in out
     log = [json.loads(line) for line in open("run/log.jsonl")]
     assert [r["epoch"] for r in log] == [1, 2, 3]
-    for key in ("train_forces_mae_meV_per_A", "valid_energy_rmse_meV_per_atom", "valid_stress_mae_meV_per_A3"):
+    for key in (
+        "train_forces_mae_meV_per_A",
+        "valid_energy_rmse_meV_per_atom",
+        "valid_stress_mae_meV_per_A3",
+    ):
         assert log[-1][key] > 0
     metrics = json.load(open("run/metrics.json"))
-    assert metrics["compiles_train"] <= 1 and metrics["test"]["stress_mae_meV_per_A3"] is None
+    assert (
+        metrics["compiles_train"] <= 1
+        and metrics["test"]["stress_mae_meV_per_A3"] is None
+    )
 
     assert main(["eval", "run/model.jaxmlp", "test.xyz", "--json", "m.json"]) == 0
     result = json.load(open("m.json"))
     assert result["n_structures"] == 3
     assert result["stress_mae_meV_per_A3"] is None
-    for key in ("energy_mae_meV_per_atom", "energy_rmse_meV_per_atom", "forces_mae_meV_per_A", "forces_rmse_meV_per_A"):
+    for key in (
+        "energy_mae_meV_per_atom",
+        "energy_rmse_meV_per_atom",
+        "forces_mae_meV_per_A",
+        "forces_rmse_meV_per_A",
+    ):
         assert result[key] > 0
-    assert result["forces_mae_meV_per_A"] == pytest.approx(metrics["test"]["forces_mae_meV_per_A"], rel=1e-5)
+    assert result["forces_mae_meV_per_A"] == pytest.approx(
+        metrics["test"]["forces_mae_meV_per_A"], rel=1e-5
+    )
 
     # The saved model reproduces eval's force MAE through the ASE calculator.
     model = jaxmlp.load_model("run/model.jaxmlp")
@@ -70,7 +90,9 @@ def test_train_eval_load_round_trip(tmp_path, monkeypatch, capsys):
         ref = atoms.arrays["REF_forces"]
         atoms.calc = jaxmlp.JaxMLPCalculator(model)
         errors.append(np.abs(atoms.get_forces() - ref).ravel())
-    assert 1000 * np.mean(np.concatenate(errors)) == pytest.approx(result["forces_mae_meV_per_A"], rel=1e-4)
+    assert 1000 * np.mean(np.concatenate(errors)) == pytest.approx(
+        result["forces_mae_meV_per_A"], rel=1e-4
+    )
     assert main(["eval", "run/model.jaxmlp", "valid.xyz"]) == 0
     assert "stress" in capsys.readouterr().out
 
@@ -90,14 +112,23 @@ def test_demo_quick_writes_report(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     assert "test force MAE" in capsys.readouterr().out
-    for name in ("report.md", "parity.png", "learning_curve.png", "md_traces.png", "model.jaxmlp", "md/trajectory.extxyz"):
+    for name in (
+        "report.md",
+        "parity.png",
+        "learning_curve.png",
+        "md_traces.png",
+        "model.jaxmlp",
+        "md/trajectory.extxyz",
+    ):
         assert (out / name).is_file(), name
     summary = json.load(open(out / "summary.json"))
     assert summary["test"]["n_structures"] == summary["n_test"] > 0
     assert np.isfinite(summary["test"]["forces_mae_meV_per_A"])
     assert summary["compiles_train"] <= summary["n_buckets"]
     report = (out / "report.md").read_text()
-    assert f"| forces (meV/Å) | {summary['test']['forces_mae_meV_per_A']:.1f} |" in report
+    assert (
+        f"| forces (meV/Å) | {summary['test']['forces_mae_meV_per_A']:.1f} |" in report
+    )
     assert jaxmlp.load_model(out / "model.jaxmlp").config.species == ("Cu",)
 
 
@@ -123,10 +154,29 @@ def test_mace_trains_from_yaml_and_runs_md(tmp_path, monkeypatch):
     assert model.config.name == "mace" and dict(model.config.hyper)["correlation"] == 3
 
     ase.io.write("cu.xyz", bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2)))
-    assert main([
-        "md", "run/model.jaxmlp", "cu.xyz", "--ensemble", "nvt", "--temperature", "300",
-        "--timestep", "2", "--steps", "20", "--stride", "5", "--no-plots", "--out", "md",
-    ]) == 0
+    assert (
+        main(
+            [
+                "md",
+                "run/model.jaxmlp",
+                "cu.xyz",
+                "--ensemble",
+                "nvt",
+                "--temperature",
+                "300",
+                "--timestep",
+                "2",
+                "--steps",
+                "20",
+                "--stride",
+                "5",
+                "--no-plots",
+                "--out",
+                "md",
+            ]
+        )
+        == 0
+    )
     frames = ase.io.read("md/trajectory.extxyz", ":")
     assert len(frames) == 5
     atoms = frames[-1].copy()

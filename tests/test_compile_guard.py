@@ -25,7 +25,9 @@ def test_each_compiled_program_holds_mappings_and_the_guard_warns_once(monkeypat
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         compile_guard.check_mapping_headroom("roomy", fraction=1.0)  # silent
-    with pytest.warns(ResourceWarning, match=r"tight: this process holds \d+ of its \d+"):
+    with pytest.warns(
+        ResourceWarning, match=r"tight: this process holds \d+ of its \d+"
+    ):
         compile_guard.check_mapping_headroom("tight", fraction=0.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

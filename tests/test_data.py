@@ -81,7 +81,9 @@ def test_falls_back_to_calculator_results(tmp_path):
     atoms2 = labelled(cu_cell(3))
     atoms2.info["my_E"] = 1.25
     atoms2.calc = SinglePointCalculator(atoms2, energy=-7.0)
-    (s2,) = read_structures(write(tmp_path, [atoms2], "b.xyz"), LabelKeys(energy_key="my_E"))
+    (s2,) = read_structures(
+        write(tmp_path, [atoms2], "b.xyz"), LabelKeys(energy_key="my_E")
+    )
     assert s2.energy == 1.25
 
 
@@ -101,12 +103,18 @@ def bad_frames():
     unknown = good.copy()
     unknown.numbers[2] = 0  # 'X', no element
     return good, {
-        "missing energy": (no_energy, r"frame 1: missing energy label: no key 'REF_energy'"),
+        "missing energy": (
+            no_energy,
+            r"frame 1: missing energy label: no key 'REF_energy'",
+        ),
         "nan forces": (nan_forces, r"frame 1: non-finite forces on atom index 2"),
         "inf energy": (inf_energy, r"frame 1: non-finite energy"),
         "overlap": (close, r"frame 1: atoms (1 and 3|3 and 1) .*0\.050 Å apart"),
         "stress shape": (bad_stress, r"frame 1: stress has shape \(4,\)"),
-        "unknown element": (unknown, r"frame 1: unknown element \(Z=0\) at atom index 2"),
+        "unknown element": (
+            unknown,
+            r"frame 1: unknown element \(Z=0\) at atom index 2",
+        ),
     }
 
 
@@ -134,7 +142,9 @@ def test_bad_forces_shape_and_species(tmp_path):
     water.info["REF_energy"] = 0.0
     water.arrays["REF_forces"] = np.zeros((3, 3))
     path = write(tmp_path, [good, water], "d.xyz")
-    with pytest.raises(DatasetError, match=r"d.xyz, frame 1: element O \(atom index 0\)"):
+    with pytest.raises(
+        DatasetError, match=r"d.xyz, frame 1: element O \(atom index 0\)"
+    ):
         read_structures(path, species=("Cu", "H"))
     with pytest.raises(DatasetError, match="no such data file"):
         read_structures(str(tmp_path / "missing.xyz"))
@@ -147,12 +157,18 @@ def test_wrong_forces_shape_in_file(tmp_path):
     atoms = labelled(cu_cell(0))
     atoms.calc = SinglePointCalculator(atoms, energy=1.0, forces=np.zeros((3, 3)))
     del atoms.arrays["REF_forces"]
-    with pytest.raises(DatasetError, match=r"x.xyz, frame 5: forces 'REF_forces' have shape \(3, 3\); expected \(4, 3\)"):
+    with pytest.raises(
+        DatasetError,
+        match=r"x.xyz, frame 5: forces 'REF_forces' have shape \(3, 3\); expected \(4, 3\)",
+    ):
         structure_from_atoms(atoms, "x.xyz, frame 5")
 
 
 def test_random_split_is_seeded_and_disjoint():
-    structures = [Structure(np.zeros((1, 3)), [29], np.zeros((3, 3)), False, energy=float(i)) for i in range(50)]
+    structures = [
+        Structure(np.zeros((1, 3)), [29], np.zeros((3, 3)), False, energy=float(i))
+        for i in range(50)
+    ]
     train, valid, test = random_split(structures, (0.1, 0.2), seed=3)
     assert (len(train), len(valid), len(test)) == (35, 5, 10)
     ids = [s.energy for s in train + valid + test]
@@ -172,7 +188,15 @@ def mixed_structures(n=24):
         atoms = labelled(cu_cell(i, repeat))
         s = Structure.from_ase(atoms, source=f"mixed {i}")
         out.append(
-            Structure(s.positions, s.numbers, s.cell, s.pbc, atoms.info["REF_energy"], atoms.arrays["REF_forces"], source=s.source)
+            Structure(
+                s.positions,
+                s.numbers,
+                s.cell,
+                s.pbc,
+                atoms.info["REF_energy"],
+                atoms.arrays["REF_forces"],
+                source=s.source,
+            )
         )
     return out
 
@@ -187,7 +211,9 @@ def test_buckets_fit_every_batch_and_compile_once_each():
     @jax.jit
     def total(batch):
         traces["n"] += 1
-        return (batch.graph.positions * batch.graph.node_mask[:, None]).sum() + batch.labels.forces.sum()
+        return (
+            batch.graph.positions * batch.graph.node_mask[:, None]
+        ).sum() + batch.labels.forces.sum()
 
     used = set()
     for epoch in range(6):
@@ -196,9 +222,13 @@ def test_buckets_fit_every_batch_and_compile_once_each():
             total(make_batch(ds, info.indices, info.sizes))
     assert traces["n"] == len(used) <= len(buckets)
     # Every structure appears exactly once per epoch.
-    seen = np.concatenate([i.indices for i in plan_batches(ds, 3, buckets, shuffle_seed=[0, 1])])
+    seen = np.concatenate(
+        [i.indices for i in plan_batches(ds, 3, buckets, shuffle_seed=[0, 1])]
+    )
     assert sorted(seen) == list(range(len(ds)))
-    n_real = sum(b.graph.node_mask.sum() for b in iterate_batches(ds, 5, make_buckets([ds], 5)))
+    n_real = sum(
+        b.graph.node_mask.sum() for b in iterate_batches(ds, 5, make_buckets([ds], 5))
+    )
     assert n_real == ds.n_atoms.sum()
 
 
@@ -206,30 +236,45 @@ def test_statistics_recover_reference_energies():
     rng = np.random.default_rng(0)
     e0 = {"Cu": -3.7, "O": -1.9}
     structures = []
-    for i in range(12):
+    for _ in range(12):
         n_cu, n_o = rng.integers(1, 6), rng.integers(0, 4)
         numbers = [29] * n_cu + [8] * n_o
         positions = rng.uniform(0, 4, (len(numbers), 3))
         energy = n_cu * e0["Cu"] + n_o * e0["O"] + 0.05 * len(numbers)
         forces = rng.normal(scale=0.3, size=(len(numbers), 3))
-        structures.append(Structure(positions, numbers, np.zeros((3, 3)), False, energy, forces))
+        structures.append(
+            Structure(positions, numbers, np.zeros((3, 3)), False, energy, forces)
+        )
     ds = GraphDataset.build(structures, ("O", "Cu"), 4.0)
     stats = compute_statistics(structures, ds.neighbors, ("O", "Cu"))
     # The constant 0.05 eV/atom is indistinguishable from E0; the totals must match.
-    counts = np.array([[np.sum(s.numbers == 8), np.sum(s.numbers == 29)] for s in structures])
+    counts = np.array(
+        [[np.sum(s.numbers == 8), np.sum(s.numbers == 29)] for s in structures]
+    )
     energies = np.array([s.energy for s in structures])
-    np.testing.assert_allclose(counts @ np.array(stats.atomic_energies), energies, atol=1e-9)
+    np.testing.assert_allclose(
+        counts @ np.array(stats.atomic_energies), energies, atol=1e-9
+    )
     np.testing.assert_allclose(stats.atomic_energies, [-1.85, -3.65], atol=1e-9)
     assert abs(stats.shift) < 1e-9
     all_f = np.concatenate([s.forces for s in structures])
     assert stats.scale == pytest.approx(np.sqrt(np.mean(all_f**2)))
     assert stats.avg_num_neighbors == pytest.approx(ds.n_edges.sum() / ds.n_atoms.sum())
-    given = compute_statistics(structures, ds.neighbors, ("O", "Cu"), atomic_energies=[-1.9, -3.7])
+    given = compute_statistics(
+        structures, ds.neighbors, ("O", "Cu"), atomic_energies=[-1.9, -3.7]
+    )
     assert given.shift == pytest.approx(0.05)
 
 
 def test_copper_data_is_deterministic_and_labelled():
-    counts = dict(n_md=1, n_strained=2, n_vacancy=1, n_slab=1, temperatures_K=(300.0, 900.0), equilibrate_steps=5)
+    counts = dict(
+        n_md=1,
+        n_strained=2,
+        n_vacancy=1,
+        n_slab=1,
+        temperatures_K=(300.0, 900.0),
+        equilibrate_steps=5,
+    )
     a = copper_frames(7, **counts)
     b = copper_frames(7, **counts)
     c = copper_frames(8, **counts)
@@ -243,6 +288,10 @@ def test_copper_data_is_deterministic_and_labelled():
     assert all("REF_stress" in f.info for f in a[:-2])
     atoms = a[2].copy()  # a strained cell: labels agree with EMT
     atoms.calc = EMT()
-    np.testing.assert_allclose(atoms.get_forces(), a[2].arrays["REF_forces"], atol=1e-10)
-    np.testing.assert_allclose(atoms.get_stress(voigt=False).reshape(9), a[2].info["REF_stress"], atol=1e-10)
+    np.testing.assert_allclose(
+        atoms.get_forces(), a[2].arrays["REF_forces"], atol=1e-10
+    )
+    np.testing.assert_allclose(
+        atoms.get_stress(voigt=False).reshape(9), a[2].info["REF_stress"], atol=1e-10
+    )
     assert np.abs(a[2].info["REF_stress"]).max() > 1e-3

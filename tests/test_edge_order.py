@@ -43,18 +43,33 @@ def md_like_edges(model, structures, n_edges_padded):
     """Edge inputs of one graph, padded edges pointing at atom 0 as in MD."""
     n_atoms = sum(s.n_atoms for s in structures)
     sizes = PaddingSizes(n_atoms + 1, n_edges_padded, len(structures) + 1)
-    g = batch_graphs(structures, model.species, model.r_max, sizes=sizes, dtype=np.float64)
+    g = batch_graphs(
+        structures, model.species, model.r_max, sizes=sizes, dtype=np.float64
+    )
     senders = np.where(g.edge_mask, g.senders, 0)
     receivers = np.where(g.edge_mask, g.receivers, 0)
-    offsets = np.einsum("ei,eij->ej", g.shifts, g.cell[g.node_graph[senders]])  # [n_edges, 3]
+    offsets = np.einsum(
+        "ei,eij->ej", g.shifts, g.cell[g.node_graph[senders]]
+    )  # [n_edges, 3]
     offsets = np.where(g.edge_mask[:, None], offsets, 0.0)
-    return g.positions[:n_atoms], g.species[:n_atoms], senders, receivers, offsets, g.edge_mask
+    return (
+        g.positions[:n_atoms],
+        g.species[:n_atoms],
+        senders,
+        receivers,
+        offsets,
+        g.edge_mask,
+    )
 
 
-def energies_and_forces(apply_fn, params, positions, species, senders, receivers, offsets, mask):
+def energies_and_forces(
+    apply_fn, params, positions, species, senders, receivers, offsets, mask
+):
     def total(positions):
         vectors = positions[receivers] - positions[senders] + offsets  # [n_edges, 3]
-        inputs = make_inputs(vectors, species, senders, receivers, mask, np.ones(len(species), bool))
+        inputs = make_inputs(
+            vectors, species, senders, receivers, mask, np.ones(len(species), bool)
+        )
         node_e = apply_fn(params, inputs)
         return jnp.sum(node_e), node_e
 
@@ -62,7 +77,13 @@ def energies_and_forces(apply_fn, params, positions, species, senders, receivers
     return np.asarray(node_e), -np.asarray(grad)
 
 
-@pytest.mark.parametrize("name", sorted(BUILDERS))
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.slow) if n == "mace" else n
+        for n in sorted(BUILDERS)
+    ],
+)
 def test_energies_and_forces_do_not_depend_on_edge_order(x64, name):
     model = BUILDERS[name]()
     params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), model.params)
@@ -74,9 +95,18 @@ def test_energies_and_forces_do_not_depend_on_edge_order(x64, name):
     assert np.abs(ref_f).max() > 1e-3  # not vacuous
 
     perm = np.random.default_rng(0).permutation(len(senders))
-    permuted = (positions, species, senders[perm], receivers[perm], offsets[perm], mask[perm])
+    permuted = (
+        positions,
+        species,
+        senders[perm],
+        receivers[perm],
+        offsets[perm],
+        mask[perm],
+    )
     assert np.any(np.diff(receivers[perm]) < 0)  # receivers out of order
-    assert np.flatnonzero(~mask[perm]).min() < np.flatnonzero(mask[perm]).max()  # padding inside
+    assert (
+        np.flatnonzero(~mask[perm]).min() < np.flatnonzero(mask[perm]).max()
+    )  # padding inside
     out_e, out_f = energies_and_forces(model.apply_fn, params, *permuted)
     np.testing.assert_allclose(out_e, ref_e, rtol=0, atol=1e-10)
     np.testing.assert_allclose(out_f, ref_f, rtol=0, atol=1e-10)

@@ -2,13 +2,13 @@ import itertools
 
 import numpy as np
 import pytest
+from conftest import cu_o_molecule, triclinic_cu_o
 
 import jaxmlp
 from jaxmlp.graph import batch_graphs, neighbor_list
-from jaxmlp.padding import bucket as round_up, padding_for
+from jaxmlp.padding import bucket as round_up
+from jaxmlp.padding import padding_for
 from jaxmlp.structure import Structure
-
-from conftest import cu_o_molecule, triclinic_cu_o
 
 
 def brute_force_pairs(structure: Structure, r_max: float, n_images: int = 4):
@@ -44,7 +44,9 @@ def test_neighbor_list_matches_brute_force(structure):
 def test_slab_periodic_in_two_directions_only():
     cell = np.diag([2.5, 2.5, 6.0])
     s = Structure([[0, 0, 0.5], [1.2, 1.2, 5.4]], [29, 29], cell, [True, True, False])
-    found = {(int(i), int(j), *map(int, sh)) for i, j, sh in zip(*neighbor_list(s, 3.0))}
+    found = {
+        (int(i), int(j), *map(int, sh)) for i, j, sh in zip(*neighbor_list(s, 3.0))
+    }
     assert found == brute_force_pairs(s, 3.0)
     assert all(p[4] == 0 for p in found)  # no images along the vacuum direction
 
@@ -72,7 +74,9 @@ def test_batch_layout_and_masks():
 
 
 def test_unknown_element_names_element_and_atom():
-    s = Structure([[0, 0, 0], [1.5, 0, 0], [0, 1.5, 0]], [29, 29, 26], np.zeros((3, 3)), False)
+    s = Structure(
+        [[0, 0, 0], [1.5, 0, 0], [0, 1.5, 0]], [29, 29, 26], np.zeros((3, 3)), False
+    )
     with pytest.raises(ValueError, match=r"Fe \(atom index 2\)"):
         batch_graphs([s], ("Cu", "O"), 4.0)
 

@@ -11,16 +11,28 @@ import pytest
 from ase import Atoms
 from ase.build import bulk
 from ase.vibrations import Vibrations
+from conftest import small_nequip
 
 import jaxmlp
-from conftest import small_nequip
+
+pytestmark = pytest.mark.slow  # long end-to-end / sampling tests
 
 SMALL = {
     "nequip": lambda: small_nequip(),
     "mace": lambda: jaxmlp.build_model(
-        "mace", species=("Cu", "O"), r_max=4.0, atomic_energies=[-3.5, -1.2], scale=2.0,
-        avg_num_neighbors=8.0, channels=4, max_L=1, max_ell=2, correlation=2,
-        num_interactions=2, radial_mlp=(8,), readout_mlp=8,
+        "mace",
+        species=("Cu", "O"),
+        r_max=4.0,
+        atomic_energies=[-3.5, -1.2],
+        scale=2.0,
+        avg_num_neighbors=8.0,
+        channels=4,
+        max_L=1,
+        max_ell=2,
+        correlation=2,
+        num_interactions=2,
+        radial_mlp=(8,),
+        readout_mlp=8,
     ),
     "morse": lambda: jaxmlp.build_model("morse", species=("Cu", "O"), r_max=4.0),
 }
@@ -38,7 +50,11 @@ def ase_fd_hessian(model, atoms, tmp_path, delta=1e-4):
 def test_molecule_hessian_matches_ase_finite_differences(tmp_path, name):
     model = SMALL[name]()
     rng = np.random.default_rng(0)
-    atoms = Atoms("CuO2Cu", positions=rng.normal(scale=1.1, size=(4, 3)) + np.arange(4)[:, None] * [1.2, 0, 0])
+    atoms = Atoms(
+        "CuO2Cu",
+        positions=rng.normal(scale=1.1, size=(4, 3))
+        + np.arange(4)[:, None] * [1.2, 0, 0],
+    )
     h = jaxmlp.hessian(model, atoms)
     fd = ase_fd_hessian(model, atoms, tmp_path)
     assert h.shape == (12, 12) and np.abs(h).max() > 1e-2  # not vacuous
@@ -74,8 +90,8 @@ def test_forward_and_reverse_mode_agree(x64, name):
     and jacfwd of the forces equals jacrev: the fused NequIP kernel has both modes."""
     import jax
     import jax.numpy as jnp
-
     from conftest import triclinic_cu_o
+
     from jaxmlp.potential import graph_energy
 
     model = SMALL[name]()
@@ -89,7 +105,9 @@ def test_forward_and_reverse_mode_agree(x64, name):
     reverse = jnp.vdot(jax.grad(energy)(x), direction)
     assert abs(float(reverse)) > 1e-3
     np.testing.assert_allclose(forward, reverse, rtol=1e-10)
-    grad = jax.grad(energy)  # Hessian-vector products: forward-over-reverse vs reverse-over-reverse
+    grad = jax.grad(
+        energy
+    )  # Hessian-vector products: forward-over-reverse vs reverse-over-reverse
     hvp_forward = jax.jvp(grad, (x,), (direction,))[1]
     hvp_reverse = jax.grad(lambda y: jnp.vdot(grad(y), direction))(x)
     assert np.abs(hvp_reverse).max() > 1e-3

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import cu_o_molecule, rattled_fcc_cu, triclinic_cu_o
 
 import jaxmlp
 from jaxmlp import testing
@@ -19,12 +20,15 @@ from jaxmlp.nn.blocks import coupling_basis, symmetric_basis
 from jaxmlp.structure import Structure
 from jaxmlp.testing import predict_jit
 
-from conftest import cu_o_molecule, rattled_fcc_cu, triclinic_cu_o
-
 SIZES = PaddingSizes(24, 512, 4)
 HYPER = dict(
-    channels=4, max_L=1, max_ell=2, correlation=3, num_interactions=2,
-    radial_mlp=(8,), readout_mlp=8,
+    channels=4,
+    max_L=1,
+    max_ell=2,
+    correlation=3,
+    num_interactions=2,
+    radial_mlp=(8,),
+    readout_mlp=8,
 )
 
 
@@ -53,11 +57,15 @@ def structures():
 
 
 def graph64(model, structures, sizes=SIZES):
-    return batch_graphs(structures, model.species, model.r_max, sizes=sizes, dtype=np.float64)
+    return batch_graphs(
+        structures, model.species, model.r_max, sizes=sizes, dtype=np.float64
+    )
 
 
 def predict(model, graph, params=None):
-    return predict_jit(model.apply_fn, model.params if params is None else params, graph)
+    return predict_jit(
+        model.apply_fn, model.params if params is None else params, graph
+    )
 
 
 def test_symmetrised_basis_equals_full_contraction():
@@ -68,10 +76,14 @@ def test_symmetrised_basis_equals_full_contraction():
         u = coupling_basis(ls, l_out, nu)  # [2l+1, 9, ..., 9, K]
         full = u
         for _ in range(nu):
-            full = np.tensordot(full, x, axes=([1], [0]))  # contracts the first input slot
+            full = np.tensordot(
+                full, x, axes=([1], [0])
+            )  # contracts the first input slot
         monomials, u_sym = symmetric_basis(ls, l_out, nu)
         products = np.prod(x[monomials], axis=1)  # [Q]
-        np.testing.assert_allclose(np.einsum("mqk,q->mk", u_sym, products), full, atol=1e-12)
+        np.testing.assert_allclose(
+            np.einsum("mqk,q->mk", u_sym, products), full, atol=1e-12
+        )
         assert np.abs(full).max() > 1e-3  # not vacuous
 
 
@@ -82,8 +94,12 @@ def _wigner_d(l, rotation):
     v = np.random.default_rng(l).normal(size=(3 * (2 * l + 1), 3))
     irreps = e3nn.Irreps(f"{l}{'e' if l % 2 == 0 else 'o'}")
     y = np.asarray(e3nn.spherical_harmonics(irreps, v, normalize=True).array)
-    y_rot = np.asarray(e3nn.spherical_harmonics(irreps, v @ rotation.T, normalize=True).array)
-    return np.linalg.lstsq(y, y_rot, rcond=None)[0].T  # natural parity: Y_l(-v) = (-1)^l Y_l(v)
+    y_rot = np.asarray(
+        e3nn.spherical_harmonics(irreps, v @ rotation.T, normalize=True).array
+    )
+    return np.linalg.lstsq(y, y_rot, rcond=None)[
+        0
+    ].T  # natural parity: Y_l(-v) = (-1)^l Y_l(v)
 
 
 def test_coupling_basis_is_equivariant(x64):
@@ -92,19 +108,23 @@ def test_coupling_basis_is_equivariant(x64):
     rotation = testing.random_orthogonal(3, inversion=True)
     d_in = np.zeros((9, 9))
     for l, start in zip(ls, (0, 1, 4)):
-        d_in[start : start + 2 * l + 1, start : start + 2 * l + 1] = _wigner_d(l, rotation)
+        d_in[start : start + 2 * l + 1, start : start + 2 * l + 1] = _wigner_d(
+            l, rotation
+        )
     x = np.random.default_rng(1).normal(size=9)
     for l_out, nu in ((1, 2), (2, 3), (0, 3), (1, 3)):
         u = coupling_basis(ls, l_out, nu)
 
-        def apply(v):
+        def apply(v, u=u, nu=nu):
             out = u
             for _ in range(nu):
                 out = np.tensordot(out, v, axes=([1], [0]))
             return out  # [2l+1, K]
 
         assert np.abs(apply(x)).max() > 1e-3
-        np.testing.assert_allclose(apply(d_in @ x), _wigner_d(l_out, rotation) @ apply(x), atol=1e-12)
+        np.testing.assert_allclose(
+            apply(d_in @ x), _wigner_d(l_out, rotation) @ apply(x), atol=1e-12
+        )
 
 
 def test_every_layer_and_species_matter(x64, mace, structures):

@@ -11,12 +11,16 @@ from jaxmlp.md import differentiable
 from jaxmlp.md.integrators import Ensemble
 from jaxmlp.md.simulation import make_simulation
 
+pytestmark = pytest.mark.slow  # long end-to-end / sampling tests
+
 
 @pytest.fixture(scope="module")
 def setup():
     model = small_nequip(r_max=3.0, channels=4, num_layers=1, l_max=1)
     with jax.enable_x64(True):
-        sim = make_simulation(model, cu_o_molecule(), Ensemble("nve", timestep=1.0), dtype="float64")
+        sim = make_simulation(
+            model, cu_o_molecule(), Ensemble("nve", timestep=1.0), dtype="float64"
+        )
         params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), model.params)
         positions = sim.system.initial_positions(jnp.float64)
         momenta = jnp.zeros_like(positions)
@@ -27,7 +31,10 @@ def setup():
 def test_gradient_through_trajectory_matches_finite_differences(x64, setup):
     sim, params, positions, momenta, nbrs = setup
     trajectory_fn = differentiable.make_trajectory_fn(
-        sim, n_segments=3, segment=4, observable_fn=differentiable.potential_energy_observable(sim)
+        sim,
+        n_segments=3,
+        segment=4,
+        observable_fn=differentiable.potential_energy_observable(sim),
     )
 
     def observable(params, positions):
@@ -44,8 +51,12 @@ def test_gradient_through_trajectory_matches_finite_differences(x64, setup):
     assert np.abs(g_positions).max() > 1e-2  # a zero gradient would pass trivially
     for atom, direction in ((0, 0), (2, 1), (4, 2)):
         e = jnp.zeros_like(positions).at[atom, direction].set(delta)
-        fd = (value_fn(params, positions + e) - value_fn(params, positions - e)) / (2 * delta)
-        np.testing.assert_allclose(g_positions[atom, direction], fd, rtol=1e-6, atol=1e-8)
+        fd = (value_fn(params, positions + e) - value_fn(params, positions - e)) / (
+            2 * delta
+        )
+        np.testing.assert_allclose(
+            g_positions[atom, direction], fd, rtol=1e-6, atol=1e-8
+        )
     # params: the largest gradient entry of the two largest leaves
     leaves, treedef = jax.tree.flatten(params)
     grads = jax.tree.leaves(g_params)
@@ -59,15 +70,20 @@ def test_gradient_through_trajectory_matches_finite_differences(x64, setup):
             new[k] = new[k].at[index].add(sign * delta)
             return jax.tree.unflatten(treedef, new)
 
-        fd = (value_fn(shifted(1.0), positions) - value_fn(shifted(-1.0), positions)) / (2 * delta)
+        fd = (
+            value_fn(shifted(1.0), positions) - value_fn(shifted(-1.0), positions)
+        ) / (2 * delta)
         np.testing.assert_allclose(grads[k][index], fd, rtol=1e-6, atol=1e-8)
 
 
 def test_fit_energy_scale_through_md(x64, setup):
     sim, params, positions, momenta, _ = setup
     scaled = differentiable.scaled_energy(sim)
-    trajectory_fn = jax.jit(differentiable.make_trajectory_fn(
-        scaled, 4, 5, differentiable.kinetic_energy_observable(scaled)))
+    trajectory_fn = jax.jit(
+        differentiable.make_trajectory_fn(
+            scaled, 4, 5, differentiable.kinetic_energy_observable(scaled)
+        )
+    )
     nbrs = sim.allocate(positions)
     target = float(jnp.mean(trajectory_fn((1.5, params), positions, momenta, nbrs)[0]))
     scale, history = differentiable.fit_energy_scale(

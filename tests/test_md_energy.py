@@ -31,10 +31,16 @@ def md_forces_and_stress(model, structure, dtype="float64"):
 
         @jax.jit
         def evaluate(params, positions, nbrs):
-            energy, grad = jax.value_and_grad(sim.energy_fn, argnums=1)(params, positions, nbrs)
+            energy, grad = jax.value_and_grad(sim.energy_fn, argnums=1)(
+                params, positions, nbrs
+            )
             if not periodic:
                 return energy, grad, None
-            return energy, grad, stress_fn(sim.energy_fn, params, positions, nbrs, sim.box)[1]
+            return (
+                energy,
+                grad,
+                stress_fn(sim.energy_fn, params, positions, nbrs, sim.box)[1],
+            )
 
         energy, grad, stress = evaluate(params, positions, nbrs)
         if periodic:
@@ -73,7 +79,10 @@ def test_triclinic_small_cell_is_replicated_and_exact(x64, md_model):
 def test_cell_list_box_matches_calculator(x64, md_model):
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((4, 4, 4))
     atoms.rattle(0.1, seed=3)
-    atoms.set_cell(atoms.cell[:] + np.array([[0, 0, 0], [0.7, 0, 0], [0.4, -0.3, 0]]), scale_atoms=True)
+    atoms.set_cell(
+        atoms.cell[:] + np.array([[0, 0, 0], [0.7, 0, 0], [0.4, -0.3, 0]]),
+        scale_atoms=True,
+    )
     energy, forces, stress, system, nbrs = md_forces_and_stress(md_model, atoms)
     assert nbrs.cell_list_fn is not None  # the cell-list path, not the dense fallback
     e_ref, f_ref, s_ref = ase_reference(md_model, atoms)

@@ -44,7 +44,16 @@ def collect(frames_list):
     return lambda frames, first_step: frames_list.append(frames)
 
 
-def run(sim, params, progress, n_steps, programs=None, stride=STRIDE, n_frames=N_FRAMES, **kw):
+def run(
+    sim,
+    params,
+    progress,
+    n_steps,
+    programs=None,
+    stride=STRIDE,
+    n_frames=N_FRAMES,
+    **kw,
+):
     """advance() with this file's defaults; returns (progress, programs)."""
     programs = programs or Programs()
     progress = advance(
@@ -92,7 +101,9 @@ def test_nve_conserves_energy_and_traces_once(md_model, nve):
     assert progress.compilations == 2  # init, then four chunks of one shape: one trace
     assert progress.reallocations == 0
     energy = np.concatenate([f.energy for f in frames])
-    kinetic = np.concatenate([kinetic_energy(f.momenta, sim.system.masses) for f in frames])
+    kinetic = np.concatenate(
+        [kinetic_energy(f.momenta, sim.system.masses) for f in frames]
+    )
     total = energy + kinetic
     time_ps = np.arange(1, len(total) + 1) * STRIDE * 2.0 / 1000.0
     drift = np.polyfit(time_ps, total, 1)[0] / sim.system.n_atoms  # eV/atom/ps
@@ -118,8 +129,12 @@ def test_chunk_equals_step_by_step(md_model, nve):
         carry = first.carry
         for _ in range(N_FRAMES * STRIDE):
             carry = step(params, carry, kT)
-    np.testing.assert_allclose(carry_c.state.position, carry.state.position, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(carry_c.state.momentum, carry.state.momentum, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        carry_c.state.position, carry.state.position, rtol=0, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        carry_c.state.momentum, carry.state.momentum, rtol=0, atol=1e-12
+    )
     cart = np.asarray(carry.state.position) @ sim.system.cell
     np.testing.assert_allclose(frames.positions[-1], cart, atol=1e-10)
 
@@ -128,15 +143,25 @@ def test_overflow_recovers_and_matches_roomy_run(md_model, nve):
     sim_ref, _, _, frames_ref = nve
     with jax.enable_x64(True):
         sim = make_simulation(
-            md_model, cu_lattice(), sim_ref.dynamics, dtype="float64", capacity_multiplier=1.0
+            md_model,
+            cu_lattice(),
+            sim_ref.dynamics,
+            dtype="float64",
+            capacity_multiplier=1.0,
         )
         progress = start(sim, Programs(), md_model.params, seed=1)
         capacity = progress.nbrs.idx.shape[-1]
         frames = []
         progress, _ = run(
-            sim, md_model.params, progress, 4 * N_FRAMES * STRIDE, on_frames=collect(frames)
+            sim,
+            md_model.params,
+            progress,
+            4 * N_FRAMES * STRIDE,
+            on_frames=collect(frames),
         )
-    assert progress.reallocations >= 1  # second-shell pairs entered the exactly-sized list
+    assert (
+        progress.reallocations >= 1
+    )  # second-shell pairs entered the exactly-sized list
     assert progress.nbrs.idx.shape[-1] > capacity
     assert progress.compilations == 1 + progress.reallocations
     print(
@@ -149,6 +174,7 @@ def test_overflow_recovers_and_matches_roomy_run(md_model, nve):
         np.testing.assert_allclose(f.forces, g.forces, atol=1e-8)
 
 
+@pytest.mark.slow
 def test_overflow_under_compression_matches_roomy_run(md_model):
     """NPT squeezes the box: ever more pairs enter the cutoff, the exactly-sized list
     overflows repeatedly, and every recovered chunk equals a run that never overflowed."""
@@ -160,13 +186,23 @@ def test_overflow_under_compression_matches_roomy_run(md_model):
     for multiplier in (1.0, 5.0):
         with jax.enable_x64(True):
             sim = make_simulation(
-                md_model, atoms, ensemble, dtype="float64", capacity_multiplier=multiplier
+                md_model,
+                atoms,
+                ensemble,
+                dtype="float64",
+                capacity_multiplier=multiplier,
             )
             progress = start(sim, Programs(), md_model.params, seed=1)
             capacity = progress.nbrs.idx.shape[-1]
             frames = []
             progress, _ = run(
-                sim, md_model.params, progress, 40, stride=2, n_frames=5, on_frames=collect(frames)
+                sim,
+                md_model.params,
+                progress,
+                40,
+                stride=2,
+                n_frames=5,
+                on_frames=collect(frames),
             )
         runs[multiplier] = (progress, capacity, frames)
     (tight, capacity, frames), (roomy, _, frames_ref) = runs[1.0], runs[5.0]
@@ -184,7 +220,9 @@ def test_overflow_under_compression_matches_roomy_run(md_model):
 def test_blow_up_stops_with_last_good_state(md_model, nve):
     sim, first, _, _ = nve
     frames = []
-    guards = dataclasses.replace(guards_for(sim), min_distance=2.2)  # NN ~2.55 Å at 600 K
+    guards = dataclasses.replace(
+        guards_for(sim), min_distance=2.2
+    )  # NN ~2.55 Å at 600 K
     with jax.enable_x64(True), pytest.raises(MDBlowUpError, match="Å apart") as info:
         run(
             sim,
@@ -204,33 +242,49 @@ def test_blow_up_stops_with_last_good_state(md_model, nve):
         run(sim, bad_params, dataclasses.replace(first), N_FRAMES * STRIDE)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["nvt-langevin", "nvt", "npt"])
 def test_restart_continues_exactly(md_model, tmp_path, name):
     """Straight run == run, save, load, run; bit for bit (thermostat, barostat, RNG and
     neighbor list restored), also after a reallocation in the first half (NPT's tight
     list)."""
     ensemble = Ensemble(
-        name, timestep=2.0, temperature=1200.0, friction=0.05, pressure=5.0, tau_t=50.0, tau_p=300.0
+        name,
+        timestep=2.0,
+        temperature=1200.0,
+        friction=0.05,
+        pressure=5.0,
+        tau_t=50.0,
+        tau_p=300.0,
     )
-    model = jaxmlp.build_model("morse", species=("Cu",), r_max=3.0)  # repulsive: no collapse
+    model = jaxmlp.build_model(
+        "morse", species=("Cu",), r_max=3.0
+    )  # repulsive: no collapse
     # second shell (3.55 Å) just outside the list radius (3.5 Å): it enters soon
     atoms = bulk("Cu", "fcc", a=3.55, cubic=True).repeat((2, 2, 2))
     with jax.enable_x64(True):
-        sim = make_simulation(model, atoms, ensemble, dtype="float64", capacity_multiplier=1.0)
+        sim = make_simulation(
+            model, atoms, ensemble, dtype="float64", capacity_multiplier=1.0
+        )
         progress = start(sim, Programs(), model.params, seed=3)
         first, _ = run(sim, model.params, progress, N_FRAMES * STRIDE)
         save_restart(tmp_path / "restart.npz", sim, first)
-        straight, _ = run(sim, model.params, dataclasses.replace(first), N_FRAMES * STRIDE)
+        straight, _ = run(
+            sim, model.params, dataclasses.replace(first), N_FRAMES * STRIDE
+        )
         sim2, resumed = load_restart(tmp_path / "restart.npz", model)
         assert resumed.step == N_FRAMES * STRIDE
         resumed, _ = run(sim2, model.params, resumed, N_FRAMES * STRIDE)
     assert first.reallocations >= 1  # the exactly-sized list grew before the restart
     assert resumed.step == straight.step == 2 * N_FRAMES * STRIDE
-    for a, b in zip(jax.tree.leaves(resumed.carry.state), jax.tree.leaves(straight.carry.state)):
+    for a, b in zip(
+        jax.tree.leaves(resumed.carry.state), jax.tree.leaves(straight.carry.state)
+    ):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(resumed.nbrs.idx, straight.nbrs.idx)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["nvt-langevin", "nvt"])
 def test_replicas_reach_their_own_temperatures(md_model, tmp_path, name):
     """Each replica's thermostat (Langevin, or a Nosé–Hoover chain whose masses follow
@@ -265,7 +319,9 @@ def test_maxwell_boltzmann_momenta(x64):
     momenta = maxwell_boltzmann(jax.random.PRNGKey(0), masses, 450.0, jnp.float64)
     np.testing.assert_allclose(jnp.sum(momenta, axis=0), 0.0, atol=1e-10)
     dof = 3 * len(masses) - 3
-    assert abs(float(temperature(kinetic_energy(momenta, masses), dof)) / 450.0 - 1) < 0.03
+    assert (
+        abs(float(temperature(kinetic_energy(momenta, masses), dof)) / 450.0 - 1) < 0.03
+    )
     # equipartition per species: light and heavy atoms share the same temperature
     for k in range(3):
         sub = slice(k, None, 3)
@@ -275,7 +331,10 @@ def test_maxwell_boltzmann_momenta(x64):
     positions = jax.random.normal(jax.random.PRNGKey(1), (7, 3), jnp.float64)
     p = maxwell_boltzmann(jax.random.PRNGKey(2), masses[:7], 300.0, jnp.float64)
     q = remove_rotation(positions, p, masses[:7])
-    x = positions - (jnp.sum(masses[:7, None] * positions, 0) / jnp.sum(masses[:7]))[None]
+    x = (
+        positions
+        - (jnp.sum(masses[:7, None] * positions, 0) / jnp.sum(masses[:7]))[None]
+    )
     assert np.abs(jnp.sum(jnp.cross(x, p), 0)).max() > 1e-3
     np.testing.assert_allclose(jnp.sum(jnp.cross(x, q), 0), 0.0, atol=1e-10)
     np.testing.assert_allclose(jnp.sum(q, 0), 0.0, atol=1e-10)

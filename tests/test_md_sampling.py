@@ -43,17 +43,26 @@ from jaxmlp.md import (
 from jaxmlp.md.observables import THERMO_COLUMNS, kinetic_energy, thermo_rows
 from jaxmlp.units import EV_PER_A3_IN_GPA, KB
 
+pytestmark = pytest.mark.slow  # long end-to-end / sampling tests
+
 DEPTH, STIFFNESS, R0 = 0.3429, 1.3588, 2.55  # eV, 1/Å, Å
 R_MAX, SWITCH_ON = 2.95, 0.92  # Å; the switch starts at 2.714 Å
-A0 = R0 * np.sqrt(2.0)  # Å, zero-pressure fcc lattice constant (nearest neighbours only)
+A0 = R0 * np.sqrt(
+    2.0
+)  # Å, zero-pressure fcc lattice constant (nearest neighbours only)
 COLUMN = {name: i for i, name in enumerate(THERMO_COLUMNS)}
 
 
 @pytest.fixture(scope="module")
 def morse():
     return jaxmlp.build_model(
-        "morse", species=("Cu",), r_max=R_MAX, switch_on=SWITCH_ON, distance=R0,
-        depth=DEPTH, stiffness=STIFFNESS,
+        "morse",
+        species=("Cu",),
+        r_max=R_MAX,
+        switch_on=SWITCH_ON,
+        distance=R0,
+        depth=DEPTH,
+        stiffness=STIFFNESS,
     )
 
 
@@ -88,7 +97,9 @@ def mean_and_error(series, min_blocks: int = 16):
 def report(name, value, error, expected, wrong=None, wrong_name="old"):
     """Print one comparison; return (z of the expected value, z of the wrong one)."""
     z = (value - expected) / error
-    line = f"{name}: {value:.5g} +- {error:.2g} (expected {expected:.5g}, {z:+.2f} sigma)"
+    line = (
+        f"{name}: {value:.5g} +- {error:.2g} (expected {expected:.5g}, {z:+.2f} sigma)"
+    )
     z_wrong = None
     if wrong is not None:
         z_wrong = (wrong - value) / error
@@ -100,14 +111,31 @@ def report(name, value, error, expected, wrong=None, wrong_name="old"):
 # -- running -------------------------------------------------------------------------
 
 
-def sample(sim, programs, params, n_frames, observe, *, stride=5, seed=0, momenta=None,
-           frames_per_chunk=1000):
+def sample(
+    sim,
+    programs,
+    params,
+    n_frames,
+    observe,
+    *,
+    stride=5,
+    seed=0,
+    momenta=None,
+    frames_per_chunk=1000,
+):
     """Run from a fresh start and return ``observe(frames)`` concatenated over frames."""
     out = []
     progress = start(sim, programs, params, seed=seed, momenta=momenta)
     advance(
-        sim, programs, params, progress, n_frames, stride=stride,
-        frames_per_chunk=min(frames_per_chunk, n_frames), kT=sim.kT, guards=guards_for(sim),
+        sim,
+        programs,
+        params,
+        progress,
+        n_frames,
+        stride=stride,
+        frames_per_chunk=min(frames_per_chunk, n_frames),
+        kT=sim.kT,
+        guards=guards_for(sim),
         on_frames=lambda frames, first_step: out.append(observe(frames)),
     )
     return np.concatenate(out)
@@ -121,8 +149,13 @@ def kinetic_of(sim):
 def thermo_of(sim, stride):
     """Frames -> thermo rows (the columns run_md writes), first_step irrelevant here."""
     return lambda frames: thermo_rows(
-        frames, sim.system.masses, sim.dof, first_step=0, stride=stride,
-        timestep=sim.dynamics.timestep, periodic=sim.system.periodic,
+        frames,
+        sim.system.masses,
+        sim.dof,
+        first_step=0,
+        stride=stride,
+        timestep=sim.dynamics.timestep,
+        periodic=sim.system.periodic,
         conserved=sim.method.conserved_energy,
     )
 
@@ -154,17 +187,26 @@ def test_nose_hoover_bulk_kinetic_energy_is_canonical(x64, morse):
     """<Ekin> = (3N-3) kT / 2, Var(Ekin) = (3N-3) kT^2 / 2 and the gamma quantiles."""
     t0 = time.perf_counter()
     sim = make_simulation(
-        morse, fcc32(), Ensemble("nvt", timestep=2.0, temperature=600.0, tau_t=50.0),
+        morse,
+        fcc32(),
+        Ensemble("nvt", timestep=2.0, temperature=600.0, tau_t=50.0),
         dtype="float64",
     )
     n = sim.system.n_atoms
     assert sim.system.repeat == (1, 1, 1) and n == 32 and sim.dof == 3 * n - 3
     programs = Programs()
     # 4 independent replicas (seeds) x 8000 frames of 10 fs; the first 2 ps discarded
-    x = np.stack([
-        sample(sim, programs, morse.params, 8000, kinetic_of(sim), seed=seed)[200:]
-        for seed in range(4)
-    ]) / sim.kT  # Ekin in units of kT
+    x = (
+        np.stack(
+            [
+                sample(sim, programs, morse.params, 8000, kinetic_of(sim), seed=seed)[
+                    200:
+                ]
+                for seed in range(4)
+            ]
+        )
+        / sim.kT
+    )  # Ekin in units of kT
     shape = sim.dof / 2  # canonical Ekin / kT ~ Gamma(dof / 2)
 
     mean, err = mean_and_error(x)
@@ -174,8 +216,14 @@ def test_nose_hoover_bulk_kinetic_energy_is_canonical(x64, morse):
     assert abs(z_old) > 6
 
     var, var_err = mean_and_error((x - mean) ** 2)
-    z, z_nve = report("NH bulk Var(Ekin)/kT^2", var, var_err, shape, shape / 2,
-                      "microcanonical (harmonic)")
+    z, z_nve = report(
+        "NH bulk Var(Ekin)/kT^2",
+        var,
+        var_err,
+        shape,
+        shape / 2,
+        "microcanonical (harmonic)",
+    )
     assert abs(z) < 4
     # a non-canonical (e.g. microcanonical) Ekin fluctuates about half as much
     assert abs(z_nve) > 6
@@ -197,7 +245,9 @@ def test_nose_hoover_cluster_kinetic_energy_and_conserved_momenta(x64, morse):
     atoms = Icosahedron("Cu", noshells=2, latticeconstant=A0)  # bonds 2.55 and 2.68 Å
     atoms.pbc = False
     sim = make_simulation(
-        morse, atoms, Ensemble("nvt", timestep=2.0, temperature=300.0, tau_t=50.0),
+        morse,
+        atoms,
+        Ensemble("nvt", timestep=2.0, temperature=300.0, tau_t=50.0),
         dtype="float64",
     )
     n = sim.system.n_atoms
@@ -215,12 +265,17 @@ def test_nose_hoover_cluster_kinetic_energy_and_conserved_momenta(x64, morse):
         return np.stack([kinetic_energy(p, masses), total, angular, single, radius], 1)
 
     programs = Programs()
-    runs = np.stack([
-        sample(sim, programs, morse.params, 5000, observe, seed=seed) for seed in range(4)
-    ])  # [4, F, 5]
+    runs = np.stack(
+        [
+            sample(sim, programs, morse.params, 5000, observe, seed=seed)
+            for seed in range(4)
+        ]
+    )  # [4, F, 5]
     x = runs[:, 200:, 0] / sim.kT
     mean, err = mean_and_error(x)
-    z, z_old = report("NH cluster <Ekin>/kT", mean, err, sim.dof / 2, 3 * n / 2, "3N-dof (old)")
+    z, z_old = report(
+        "NH cluster <Ekin>/kT", mean, err, sim.dof / 2, 3 * n / 2, "3N-dof (old)"
+    )
     assert abs(z) < 4
     # measured 16.48 +- 0.06 vs 16.5; the old 19.5 (x 39/33) is 53 sigma away
     assert abs(z_old) > 6
@@ -228,10 +283,18 @@ def test_nose_hoover_cluster_kinetic_energy_and_conserved_momenta(x64, morse):
     z, _ = report("NH cluster Var(Ekin)/kT^2", var, var_err, sim.dof / 2)
     assert abs(z) < 4
 
-    max_p, max_l, typical_l = runs[..., 1].max(), runs[..., 2].max(), runs[..., 3].mean()
-    print(f"NH cluster: max |P_total| {max_p:.2g}, max |L_total| {max_l:.2g} "
-          f"(one atom's |L| ~ {typical_l:.2g}); max radius {runs[..., 4].max():.2f} Å")
-    assert typical_l > 1.0  # the atoms do move and rotate: the bound below means something
+    max_p, max_l, typical_l = (
+        runs[..., 1].max(),
+        runs[..., 2].max(),
+        runs[..., 3].mean(),
+    )
+    print(
+        f"NH cluster: max |P_total| {max_p:.2g}, max |L_total| {max_l:.2g} "
+        f"(one atom's |L| ~ {typical_l:.2g}); max radius {runs[..., 4].max():.2f} Å"
+    )
+    assert (
+        typical_l > 1.0
+    )  # the atoms do move and rotate: the bound below means something
     assert max_p < 1e-8 and max_l < 1e-8
     assert runs[..., 4].max() < 4.0  # still one bound cluster
     print(f"  ({time.perf_counter() - t0:.1f} s)")
@@ -258,8 +321,14 @@ def test_langevin_energy_relaxes_at_the_friction_rate(x64, morse, friction):
     t0 = time.perf_counter()
     temperature, timestep, stride, n_replicas = 150.0, 2.0, 5, 40
     sim = make_simulation(
-        morse, fcc32(),
-        Ensemble("nvt-langevin", timestep=timestep, temperature=temperature, friction=friction),
+        morse,
+        fcc32(),
+        Ensemble(
+            "nvt-langevin",
+            timestep=timestep,
+            temperature=temperature,
+            friction=friction,
+        ),
         dtype="float64",
     )
     n, kT = sim.system.n_atoms, sim.kT
@@ -272,11 +341,22 @@ def test_langevin_energy_relaxes_at_the_friction_rate(x64, morse, friction):
 
     n_frames = int(6.0 / friction / timestep) // stride  # six relaxation times
     programs = Programs()
-    energy = np.stack([
-        sample(sim, programs, morse.params, n_frames, observe, stride=stride, seed=seed,
-               momenta=np.zeros((n, 3)), frames_per_chunk=n_frames)
-        for seed in range(n_replicas)
-    ])  # [R, F] eV
+    energy = np.stack(
+        [
+            sample(
+                sim,
+                programs,
+                morse.params,
+                n_frames,
+                observe,
+                stride=stride,
+                seed=seed,
+                momenta=np.zeros((n, 3)),
+                frames_per_chunk=n_frames,
+            )
+            for seed in range(n_replicas)
+        ]
+    )  # [R, F] eV
     t = timestep * stride * np.arange(1, n_frames + 1)  # fs
 
     def relaxation(t, e_eq, amplitude, rate):
@@ -289,15 +369,23 @@ def test_langevin_energy_relaxes_at_the_friction_rate(x64, morse, friction):
     best = fit(energy.mean(0))
     jack = np.array([fit(np.delete(energy, i, 0).mean(0)) for i in range(n_replicas)])
     error = np.sqrt((n_replicas - 1) / n_replicas * ((jack - jack.mean(0)) ** 2).sum(0))
-    z, z_two = report(f"Langevin rate (gamma {friction} 1/fs)", best[2], error[2], friction,
-                      2 * friction, "kinetic-only 2 gamma")
+    z, z_two = report(
+        f"Langevin rate (gamma {friction} 1/fs)",
+        best[2],
+        error[2],
+        friction,
+        2 * friction,
+        "kinetic-only 2 gamma",
+    )
     assert abs(z) < 4
     # measured: sigma 4.5 / 6 % of gamma; 2 gamma is 23 / 18 sigma away, and a friction taken
     # in 1/(ASE time) instead of 1/fs (x 10.18) would be off the scale
     assert abs(z_two) > 6
     amplitude = best[1] / ((3 * n - 3) * kT)
-    print(f"  amplitude {amplitude:.3f} +- {error[1] / ((3 * n - 3) * kT):.3f} of (3N-3) kT"
-          f" (harmonic equipartition); ({time.perf_counter() - t0:.1f} s)")
+    print(
+        f"  amplitude {amplitude:.3f} +- {error[1] / ((3 * n - 3) * kT):.3f} of (3N-3) kT"
+        f" (harmonic equipartition); ({time.perf_counter() - t0:.1f} s)"
+    )
     assert abs(amplitude - 1.0) < 0.1  # anharmonicity at 150 K: a few per cent
 
 
@@ -306,13 +394,24 @@ def test_langevin_kinetic_energy_has_3n_degrees_of_freedom(x64, morse, tmp_path)
     thermo T_K column, 2 Ekin / (3N kB), averages to the target."""
     t0 = time.perf_counter()
     temperature, stride = 600.0, 10
-    ensemble = Ensemble("nvt-langevin", timestep=2.0, temperature=temperature, friction=0.02)
+    ensemble = Ensemble(
+        "nvt-langevin", timestep=2.0, temperature=temperature, friction=0.02
+    )
     means = []
     for seed in range(2):
         result = run_md(
-            morse, fcc32(), ensemble, steps=30000, out_dir=tmp_path / f"seed{seed}",
-            options=MDOptions(dtype="float64", stride=stride, frames_per_chunk=500,
-                              plots=False, seed=seed),
+            morse,
+            fcc32(),
+            ensemble,
+            steps=30000,
+            out_dir=tmp_path / f"seed{seed}",
+            options=MDOptions(
+                dtype="float64",
+                stride=stride,
+                frames_per_chunk=500,
+                plots=False,
+                seed=seed,
+            ),
         )
         means.append(result.thermo)
     n = result.n_atoms
@@ -320,8 +419,14 @@ def test_langevin_kinetic_energy_has_3n_degrees_of_freedom(x64, morse, tmp_path)
     kT = KB * temperature
     x = np.stack([th["Ekin_eV"][100:] for th in means]) / kT
     mean, err = mean_and_error(x)
-    z, z_wrong = report("Langevin <Ekin>/kT", mean, err, 1.5 * n, (3 * n - 3) / 2,
-                        "momentum-conserving (3N-3)")
+    z, z_wrong = report(
+        "Langevin <Ekin>/kT",
+        mean,
+        err,
+        1.5 * n,
+        (3 * n - 3) / 2,
+        "momentum-conserving (3N-3)",
+    )
     assert abs(z) < 4
     # measured 48.03 +- 0.16; 46.5 (-3 %) would be 10 sigma away
     assert abs(z_wrong) > 6
@@ -354,11 +459,19 @@ def test_npt_pressure_volume_and_kinetic_energy(x64, morse):
     # the analytic EOS is the model's (independent calculator path)
     probe = bulk("Cu", "fcc", a=a_static, cubic=True)
     probe.calc = jaxmlp.JaxMLPCalculator(morse, dtype="float64")
-    assert -probe.get_stress()[:3].mean() * EV_PER_A3_IN_GPA == pytest.approx(pressure, abs=1e-3)
+    assert -probe.get_stress()[:3].mean() * EV_PER_A3_IN_GPA == pytest.approx(
+        pressure, abs=1e-3
+    )
     v_static = 8 * a_static**3  # Å^3 of 32 atoms
 
-    ensemble = Ensemble("npt", timestep=2.0, temperature=temperature, pressure=pressure,
-                        tau_t=50.0, tau_p=250.0)
+    ensemble = Ensemble(
+        "npt",
+        timestep=2.0,
+        temperature=temperature,
+        pressure=pressure,
+        tau_t=50.0,
+        tau_p=250.0,
+    )
     sim = make_simulation(morse, fcc32(a_static), ensemble, dtype="float64")
     n, kT = sim.system.n_atoms, sim.kT
     assert sim.dof == 3 * n - 3
@@ -374,8 +487,9 @@ def test_npt_pressure_volume_and_kinetic_energy(x64, morse):
     ideal_gpa = (n - 1) * kT / v_npt.mean() * EV_PER_A3_IN_GPA  # kinetic pressure
 
     mean, err = mean_and_error(p_npt)
-    z, z_kin = report("NPT <P> GPa", mean, err, pressure, pressure - ideal_gpa,
-                      "no kinetic term")
+    z, z_kin = report(
+        "NPT <P> GPa", mean, err, pressure, pressure - ideal_gpa, "no kinetic term"
+    )
     assert abs(z) < 4
     # the barostat pins the time integral of P - P_ext, so the mean converges fast
     # (measured 5.000 +- 0.012 GPa): a missing (or doubled) kinetic pressure, 0.36 GPa,
@@ -391,8 +505,10 @@ def test_npt_pressure_volume_and_kinetic_energy(x64, morse):
     v_mean, v_err = mean_and_error(v_npt)
     v_var, v_var_err = mean_and_error((v_npt - v_mean) ** 2)
     expansion = v_mean / v_static - 1
-    print(f"NPT <V> {v_mean:.3f} +- {v_err:.2g} Å^3; static V(5 GPa) {v_static:.3f}: "
-          f"thermal expansion {100 * expansion:.2f} %")
+    print(
+        f"NPT <V> {v_mean:.3f} +- {v_err:.2g} Å^3; static V(5 GPa) {v_static:.3f}: "
+        f"thermal expansion {100 * expansion:.2f} %"
+    )
     assert 4 * v_err < v_mean - v_static and expansion < 0.03
     r = minimum_image_distances(last["positions"], last["cell"])
     assert (r < R_MAX).sum() == 6 * n  # still fcc: 12 neighbours each
@@ -403,26 +519,49 @@ def test_npt_pressure_volume_and_kinetic_energy(x64, morse):
     for scale in (1.0, 0.99, 1.01):
         a = (scale * v_mean / 8) ** (1 / 3)
         nvt = make_simulation(
-            morse, fcc32(a), Ensemble("nvt", timestep=2.0, temperature=temperature, tau_t=50.0),
+            morse,
+            fcc32(a),
+            Ensemble("nvt", timestep=2.0, temperature=temperature, tau_t=50.0),
             dtype="float64",
         )
-        p_nvt[scale] = mean_and_error(np.stack([
-            sample(nvt, programs, morse.params, 4000, thermo_of(nvt, stride), seed=seed)[
-                200:, COLUMN["pressure_GPa"]]
-            for seed in range(2)
-        ]))
+        p_nvt[scale] = mean_and_error(
+            np.stack(
+                [
+                    sample(
+                        nvt,
+                        programs,
+                        morse.params,
+                        4000,
+                        thermo_of(nvt, stride),
+                        seed=seed,
+                    )[200:, COLUMN["pressure_GPa"]]
+                    for seed in range(2)
+                ]
+            )
+        )
     h = 1e-4 * a_static  # curvature of the static EOS, GPa / Å^6 (thermal part ~1 %)
     a_mean = (v_mean / 8) ** (1 / 3)
-    dp_da2 = (static_pressure_gpa(a_mean + h) - 2 * static_pressure_gpa(a_mean)
-              + static_pressure_gpa(a_mean - h)) / h**2
-    dp_da = (static_pressure_gpa(a_mean + h) - static_pressure_gpa(a_mean - h)) / (2 * h)
+    dp_da2 = (
+        static_pressure_gpa(a_mean + h)
+        - 2 * static_pressure_gpa(a_mean)
+        + static_pressure_gpa(a_mean - h)
+    ) / h**2
+    dp_da = (static_pressure_gpa(a_mean + h) - static_pressure_gpa(a_mean - h)) / (
+        2 * h
+    )
     dv_da = 24 * a_mean**2
     p2 = (dp_da2 - dp_da * 48 * a_mean / dv_da) / dv_da**2  # d2P/dV2 by the chain rule
     expected = pressure - 0.5 * p2 * v_var
     slope = (p_nvt[1.01][0] - p_nvt[0.99][0]) / (0.02 * v_mean)  # GPa / Å^3
     combined = np.hypot(p_nvt[1.0][1], abs(slope) * v_err)
-    z, z_kin = report("NVT P(<V>_NPT) GPa", p_nvt[1.0][0], combined, expected,
-                      expected - ideal_gpa, "no kinetic term")
+    z, z_kin = report(
+        "NVT P(<V>_NPT) GPa",
+        p_nvt[1.0][0],
+        combined,
+        expected,
+        expected - ideal_gpa,
+        "no kinetic term",
+    )
     print(f"  (second-order correction {-0.5 * p2 * v_var:+.3f} GPa)")
     assert abs(z) < 4 and abs(z_kin) > 6
 
@@ -430,9 +569,17 @@ def test_npt_pressure_volume_and_kinetic_energy(x64, morse):
     expected_var = kT * EV_PER_A3_IN_GPA / -slope  # Å^6
     var_err = np.hypot(v_var_err, expected_var * slope_err / abs(slope))
     bulk_modulus = -slope * v_mean
-    z, _ = report("NPT Var(V) Å^6", v_var, var_err, expected_var, 1.25 * expected_var,
-                  "25 % too wide")
-    print(f"  (NVT bulk modulus {bulk_modulus:.1f} GPa); ({time.perf_counter() - t0:.1f} s)")
+    z, _ = report(
+        "NPT Var(V) Å^6",
+        v_var,
+        var_err,
+        expected_var,
+        1.25 * expected_var,
+        "25 % too wide",
+    )
+    print(
+        f"  (NVT bulk modulus {bulk_modulus:.1f} GPa); ({time.perf_counter() - t0:.1f} s)"
+    )
     # a volume distribution 25 % too wide or too narrow is > 4 sigma away
     assert abs(z) < 4 and var_err < expected_var / 16
 
@@ -444,7 +591,9 @@ def nve_run(model, timestep, n_frames, temperature=3500.0):
     """NVE from fcc32 with seed-0 momenta at ``temperature``: frames every 5 fs as
     {"E": total energy eV, "K": kinetic eV, "x": positions Å, "cell": rows Å}."""
     sim = make_simulation(
-        model, fcc32(), Ensemble("nve", timestep=timestep, temperature=temperature),
+        model,
+        fcc32(),
+        Ensemble("nve", timestep=timestep, temperature=temperature),
         dtype="float64",
     )
     masses = np.asarray(sim.system.masses, np.float64)
@@ -453,14 +602,25 @@ def nve_run(model, timestep, n_frames, temperature=3500.0):
         p = np.asarray(frames.momenta, np.float64)
         k = kinetic_energy(p, masses)
         return np.concatenate(
-            [(np.asarray(frames.energy, np.float64) + k)[:, None], k[:, None],
-             np.asarray(frames.positions, np.float64).reshape(len(k), -1),
-             np.asarray(frames.cell, np.float64).reshape(len(k), -1)], 1)
+            [
+                (np.asarray(frames.energy, np.float64) + k)[:, None],
+                k[:, None],
+                np.asarray(frames.positions, np.float64).reshape(len(k), -1),
+                np.asarray(frames.cell, np.float64).reshape(len(k), -1),
+            ],
+            1,
+        )
 
-    out = sample(sim, Programs(), model.params, n_frames, observe, stride=round(5.0 / timestep))
+    out = sample(
+        sim, Programs(), model.params, n_frames, observe, stride=round(5.0 / timestep)
+    )
     n = sim.system.n_atoms
-    return {"E": out[:, 0], "K": out[:, 1], "x": out[:, 2:2 + 3 * n].reshape(-1, n, 3),
-            "cell": out[:, 2 + 3 * n:].reshape(-1, 3, 3)}
+    return {
+        "E": out[:, 0],
+        "K": out[:, 1],
+        "x": out[:, 2 : 2 + 3 * n].reshape(-1, n, 3),
+        "cell": out[:, 2 + 3 * n :].reshape(-1, 3, 3),
+    }
 
 
 def test_nve_conserves_energy_while_pairs_cross_the_cutoff(x64, morse):
@@ -479,9 +639,11 @@ def test_nve_conserves_energy_while_pairs_cross_the_cutoff(x64, morse):
     slope, intercept = np.polyfit(t_ps, run["E"], 1)
     rms = np.std(run["E"] - (slope * t_ps + intercept))
     temperature = 2 * run["K"].mean() / ((3 * n - 3) * KB)
-    print(f"NVE: {crossings} crossings of r_max in {t_ps[-1]:.0f} ps at {temperature:.0f} K;"
-          f" drift {slope / n:.2e} eV/atom/ps; rms {rms:.2e} eV vs std(Ekin) "
-          f"{run['K'].std():.3f} eV")
+    print(
+        f"NVE: {crossings} crossings of r_max in {t_ps[-1]:.0f} ps at {temperature:.0f} K;"
+        f" drift {slope / n:.2e} eV/atom/ps; rms {rms:.2e} eV vs std(Ekin) "
+        f"{run['K'].std():.3f} eV"
+    )
     assert crossings > 1000
     assert abs(slope / n) < 1e-4
     # measured: 2227 crossings, drift 7e-6 eV/atom/ps, rms 0.2 % of std(Ekin), ratio 4.2;
@@ -490,9 +652,13 @@ def test_nve_conserves_energy_while_pairs_cross_the_cutoff(x64, morse):
 
     def fluctuation(r, frames):  # the same 4 ps of each run
         e = r["E"][:frames]
-        return np.std(e - np.polyval(np.polyfit(np.arange(frames), e, 1), np.arange(frames)))
+        return np.std(
+            e - np.polyval(np.polyfit(np.arange(frames), e, 1), np.arange(frames))
+        )
 
     ratio = fluctuation(runs[1.0], 800) / fluctuation(runs[0.5], 800)
-    print(f"  rms(dt = 1 fs) / rms(dt = 0.5 fs) = {ratio:.2f} (dt^2: 4); "
-          f"({time.perf_counter() - t0:.1f} s)")
+    print(
+        f"  rms(dt = 1 fs) / rms(dt = 0.5 fs) = {ratio:.2f} (dt^2: 4); "
+        f"({time.perf_counter() - t0:.1f} s)"
+    )
     assert 3.0 < ratio < 5.5

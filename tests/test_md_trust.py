@@ -29,6 +29,8 @@ from jaxmlp.md import (
 from jaxmlp.md.loop import reallocate
 from jaxmlp.units import EV_PER_A3_IN_GPA
 
+pytestmark = pytest.mark.slow  # long end-to-end / sampling tests
+
 
 def morse(r_max, **hyper):
     return jaxmlp.build_model("morse", species=("Cu",), r_max=r_max, **hyper)
@@ -38,7 +40,9 @@ def calculator_view(model, atoms):
     """Energy, forces and stress (GPa, 3x3) of a fresh float64 calculator on ``atoms``."""
     atoms = atoms.copy()
     atoms.calc = JaxMLPCalculator(model, dtype="float64")
-    stress = atoms.get_stress(voigt=False) * EV_PER_A3_IN_GPA if atoms.pbc.all() else None
+    stress = (
+        atoms.get_stress(voigt=False) * EV_PER_A3_IN_GPA if atoms.pbc.all() else None
+    )
     return atoms.get_potential_energy(), atoms.get_forces(), stress
 
 
@@ -58,7 +62,8 @@ def test_cell_relaxation_matches_the_calculator(pressure, hydrostatic, shear):
     model = morse(**SOFT_CU)
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((3, 3, 3))  # 108 atoms
     atoms.set_cell(
-        atoms.cell[:] @ (np.eye(3) + shear * np.array([[0, 1, 0], [1, 0, 0.5], [0, 0.5, 0]])),
+        atoms.cell[:]
+        @ (np.eye(3) + shear * np.array([[0, 1, 0], [1, 0, 0.5], [0, 0.5, 0]])),
         scale_atoms=True,
     )
     atoms.rattle(0.02, seed=1)
@@ -146,9 +151,16 @@ def test_npt_on_a_cell_list_box_matches_the_calculator_and_restarts(tmp_path):
         straight = run_md(
             model, atoms, ensemble, steps=200, out_dir=tmp_path / "a", options=options
         )
-        first = run_md(model, atoms, ensemble, steps=100, out_dir=tmp_path / "b", options=options)
+        first = run_md(
+            model, atoms, ensemble, steps=100, out_dir=tmp_path / "b", options=options
+        )
         second = run_md(
-            model, None, steps=100, out_dir=tmp_path / "b", options=options, restart=first.restart
+            model,
+            None,
+            steps=100,
+            out_dir=tmp_path / "b",
+            options=options,
+            restart=first.restart,
         )
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert "cells smaller than the cutoff" in summary["reallocated_for"], summary
@@ -196,7 +208,9 @@ def test_reallocation_stays_within_the_candidate_limit(x64):
     nbrs, _ = update(moved, carry.nbrs, carry.ref_box, sim.box)
     assert neighbors.capacity(nbrs) == limit and not nbrs.did_buffer_overflow
     # with a cell list the limit is the candidate array, N x 27 x cell capacity
-    big = make_simulation(model, atoms.repeat((2, 2, 2)), Ensemble("nve"), dtype="float64")
+    big = make_simulation(
+        model, atoms.repeat((2, 2, 2)), Ensemble("nve"), dtype="float64"
+    )
     nbrs = start(big, programs, model.params).nbrs
     assert nbrs.cell_list_fn is not None
     assert neighbors.capacity_limit(nbrs) == 256 * 27 * nbrs.cell_list_capacity
@@ -229,7 +243,9 @@ def test_degrees_of_freedom_and_conserved_column(tmp_path):
         chain = {"nvt": "chain", "npt": "thermostat"}.get(name)
         if chain is not None:
             assert getattr(state, chain).degrees_of_freedom == dof
-        if not atoms.pbc.any() and name == "nvt":  # zero angular momentum from the start
+        if (
+            not atoms.pbc.any() and name == "nvt"
+        ):  # zero angular momentum from the start
             x = np.asarray(sim.cartesian(state.position, None))
             angular = np.cross(x - x.mean(0), np.asarray(state.momentum)).sum(0)
             np.testing.assert_allclose(angular, 0.0, atol=1e-5)
@@ -262,18 +278,37 @@ def test_cli_md_options(tmp_path):
     model_path, structure = tmp_path / "m.jaxmlp", tmp_path / "cu.extxyz"
     jaxmlp.save_model(model, model_path)
     ase.io.write(structure, bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2)))
-    common = [str(model_path), str(structure), "--steps", "40", "--stride", "10", "--chunk",
-              "20", "--no-plots", "--temperature", "600"]
+    common = [
+        str(model_path),
+        str(structure),
+        "--steps",
+        "40",
+        "--stride",
+        "10",
+        "--chunk",
+        "20",
+        "--no-plots",
+        "--temperature",
+        "600",
+    ]
     out = tmp_path / "tight"
     assert main(["md", *common, "--capacity-multiplier", "1.0", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["options"]["capacity_multiplier"] == 1.0 and summary["steps"] == 40
-    assert main(["md", *common, "--restart", str(out / "restart.npz"), "--out", str(out)]) == 0
+    assert (
+        main(["md", *common, "--restart", str(out / "restart.npz"), "--out", str(out)])
+        == 0
+    )
     assert json.loads((out / "summary.json").read_text())["steps"] == 80
     assert len(ase.io.read(out / "trajectory.extxyz", ":")) == 9  # frame 0 + 8
     close = tmp_path / "close"
     assert main(["md", *common, "--min-distance", "2.6", "--out", str(close)]) == 1
     assert (close / "restart.npz").exists()  # the last good state is kept
     reps = tmp_path / "reps"
-    assert main(["md", *common, "--ensemble", "nvt", "--replicas", "2", "--out", str(reps)]) == 0
+    assert (
+        main(
+            ["md", *common, "--ensemble", "nvt", "--replicas", "2", "--out", str(reps)]
+        )
+        == 0
+    )
     assert len(ase.io.read(reps / "replica_1" / "trajectory.extxyz", ":")) == 5

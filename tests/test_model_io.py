@@ -3,13 +3,12 @@ import os
 import jax
 import numpy as np
 import pytest
+from conftest import small_nequip, triclinic_cu_o
 
 import jaxmlp
 from jaxmlp.graph import batch_graphs
 from jaxmlp.model_io import MAGIC, ModelFileError, model_to_bytes
 from jaxmlp.testing import predict_jit
-
-from conftest import small_nequip, triclinic_cu_o
 
 
 def test_round_trip_gives_identical_predictions(tmp_path, model):
@@ -22,7 +21,9 @@ def test_round_trip_gives_identical_predictions(tmp_path, model):
     b = predict_jit(loaded.apply_fn, loaded.params, g)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    assert not [p for p in os.listdir(tmp_path) if p != "m.jaxmlp"]  # no temp files left
+    assert not [
+        p for p in os.listdir(tmp_path) if p != "m.jaxmlp"
+    ]  # no temp files left
 
 
 def test_file_contains_no_pickle(model):
@@ -78,4 +79,6 @@ def test_saved_params_are_float32_even_from_float64(tmp_path, model):
         params64 = jax.tree.map(lambda p: np.asarray(p, np.float64), model.params)
         jaxmlp.save_model(model.replace(params=params64), tmp_path / "m.jaxmlp")
     loaded = jaxmlp.load_model(tmp_path / "m.jaxmlp")
-    assert {np.asarray(p).dtype for p in jax.tree.leaves(loaded.params)} == {np.dtype("float32")}
+    assert {np.asarray(p).dtype for p in jax.tree.leaves(loaded.params)} == {
+        np.dtype("float32")
+    }

@@ -6,7 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmlp.nn.tensor_product import edge_tensor_product, gather_paths, irrep_name, make_plan
+from jaxmlp.nn.tensor_product import (
+    edge_tensor_product,
+    gather_paths,
+    irrep_name,
+    make_plan,
+)
 
 
 def _irreps(l_max, parity):
@@ -31,13 +36,18 @@ def test_edge_tensor_product_matches_e3nn_per_path(x64, l_max, parity):
     h = {ir: rng.normal(size=(n_edges, 2 * ir[0] + 1, channels)) for ir in irreps}
     weights = rng.normal(size=(n_edges, plan.num_paths, channels))
     h_senders = {ir: jnp.asarray(x) for ir, x in h.items()}
-    out = edge_tensor_product(plan, h_senders, sh.array, [weights[:, p] for p in range(plan.num_paths)])
+    out = edge_tensor_product(
+        plan, h_senders, sh.array, [weights[:, p] for p in range(plan.num_paths)]
+    )
 
     expected_paths = 0
     for ir_in in irreps:
         for l2 in range(l_max + 1):
             for ir_out in irreps:
-                if ir_out[1] != ir_in[1] * (-1) ** l2 or not abs(ir_in[0] - l2) <= ir_out[0] <= ir_in[0] + l2:
+                if (
+                    ir_out[1] != ir_in[1] * (-1) ** l2
+                    or not abs(ir_in[0] - l2) <= ir_out[0] <= ir_in[0] + l2
+                ):
                     continue
                 expected_paths += 1
     assert plan.num_paths == expected_paths
@@ -49,7 +59,9 @@ def test_edge_tensor_product_matches_e3nn_per_path(x64, l_max, parity):
         )
         x2 = sh.filter(keep=[f"{path.l2}{'e' if path.l2 % 2 == 0 else 'o'}"])
         ref = e3nn.tensor_product(x1, x2, filter_ir_out=[irrep_name(path.ir_out)])
-        ref = ref.array.reshape(n_edges, channels, -1) * weights[:, p, :, None]  # [E, C, d3]
+        ref = (
+            ref.array.reshape(n_edges, channels, -1) * weights[:, p, :, None]
+        )  # [E, C, d3]
         got = out[p]  # [E, d3, C]
         assert np.abs(ref).max() > 1e-2
         np.testing.assert_allclose(np.swapaxes(np.asarray(got), 1, 2), ref, atol=1e-12)
@@ -69,7 +81,10 @@ def test_tensor_product_is_equivariant_under_rotation_with_inversion(x64):
     rng = np.random.default_rng(1)
     rotation = -e3nn.rand_matrix(jax.random.key(3), (), dtype=jnp.float64)  # det -1
     vectors = jnp.asarray(rng.normal(size=(n_edges, 3)))
-    h = {ir: jnp.asarray(rng.normal(size=(n_edges, 2 * ir[0] + 1, channels))) for ir in irreps}
+    h = {
+        ir: jnp.asarray(rng.normal(size=(n_edges, 2 * ir[0] + 1, channels)))
+        for ir in irreps
+    }
     weights = rng.normal(size=(n_edges, plan.num_paths, channels))
     weights = [jnp.asarray(weights[:, p]) for p in range(plan.num_paths)]
 
@@ -104,7 +119,9 @@ def test_path_product_vjp_matches_autodiff_and_finite_differences(x64):
     def plain(coupling, h, w):
         return w[:, None, :] * jnp.einsum("eri,eic->erc", coupling, h)
 
-    np.testing.assert_allclose(path_product(coupling, h, w), plain(coupling, h, w), atol=1e-13)
+    np.testing.assert_allclose(
+        path_product(coupling, h, w), plain(coupling, h, w), atol=1e-13
+    )
     _, vjp = jax.vjp(path_product, coupling, h, w)
     _, vjp_ref = jax.vjp(plain, coupling, h, w)
     for got, ref in zip(vjp(g), vjp_ref(g)):
@@ -122,8 +139,14 @@ def test_nequip_variants_are_equivariant(x64, hyper):
     from jaxmlp.testing import equivariance_errors, random_orthogonal
 
     model = small_nequip(channels=4, **hyper)
-    graph = batch_graphs([triclinic_cu_o()], model.species, model.r_max, dtype=np.float64)
+    graph = batch_graphs(
+        [triclinic_cu_o()], model.species, model.r_max, dtype=np.float64
+    )
     params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), model.params)
     errors = equivariance_errors(model.apply_fn, params, graph, random_orthogonal(4))
     assert errors["max_force"] > 1e-2
-    assert errors["energy"] < 1e-10 and errors["forces"] < 1e-10 and errors["stress"] < 1e-10
+    assert (
+        errors["energy"] < 1e-10
+        and errors["forces"] < 1e-10
+        and errors["stress"] < 1e-10
+    )

@@ -5,36 +5,45 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from ase.build import bulk
+from conftest import cu_o_molecule, small_nequip
 from jax.test_util import check_grads
 
 import jaxmlp
 from jaxmlp import testing
 from jaxmlp.graph import PaddingSizes, batch_graphs
 from jaxmlp.potential import graph_energy
+from jaxmlp.structure import Structure
 from jaxmlp.testing import predict_jit as _predict_jit
 
 
 def predict(apply_fn, params, graph):
     return _predict_jit(apply_fn, params, graph)
 
-from jaxmlp.structure import Structure
-
-from conftest import cu_o_molecule, small_nequip
-
 
 def graph64(model, structures, sizes=None):
-    return batch_graphs(structures, model.species, model.r_max, sizes=sizes, dtype=np.float64)
+    return batch_graphs(
+        structures, model.species, model.r_max, sizes=sizes, dtype=np.float64
+    )
 
 
+@pytest.mark.slow
 def test_second_derivatives(x64, model):
     g = graph64(model, [cu_o_molecule()])
 
     def energy(positions):
         return graph_energy(model.apply_fn, model.params, g, positions, g.cell)[0].sum()
 
-    check_grads(jax.jit(energy), (jnp.asarray(g.positions),), order=2, modes=["rev"], atol=1e-6, rtol=1e-6)
+    check_grads(
+        jax.jit(energy),
+        (jnp.asarray(g.positions),),
+        order=2,
+        modes=["rev"],
+        atol=1e-6,
+        rtol=1e-6,
+    )
 
 
+@pytest.mark.slow
 def test_primitive_conventional_and_supercell_agree(x64, model):
     primitive = bulk("Cu", "fcc", a=3.61)
     cells = [primitive, bulk("Cu", "fcc", a=3.61, cubic=True), primitive.repeat(3)]
@@ -68,15 +77,18 @@ def test_energy_and_force_continuous_across_cutoff(x64, model):
     assert outside[1] == 0.0 and isolated_net[1] == 0.0
     assert abs(dimer(r_max - 1.0)[1]) > 1e-4  # there is an interaction inside
     # beyond the cutoff the atoms are isolated: the energy is that of free atoms
-    e_free = predict(
-        model.apply_fn,
-        model.params,
-        graph64(model, [Structure([[0, 0, 0]], [29], np.zeros((3, 3)), False)]),
-    ).energy[0] + predict(
-        model.apply_fn,
-        model.params,
-        graph64(model, [Structure([[0, 0, 0]], [8], np.zeros((3, 3)), False)]),
-    ).energy[0]
+    e_free = (
+        predict(
+            model.apply_fn,
+            model.params,
+            graph64(model, [Structure([[0, 0, 0]], [29], np.zeros((3, 3)), False)]),
+        ).energy[0]
+        + predict(
+            model.apply_fn,
+            model.params,
+            graph64(model, [Structure([[0, 0, 0]], [8], np.zeros((3, 3)), False)]),
+        ).energy[0]
+    )
     np.testing.assert_allclose(isolated_net[0], e_free, atol=1e-12)
     assert np.isfinite(isolated)
 
@@ -99,7 +111,9 @@ def test_jit_does_not_retrace_for_same_shapes(model, structures):
     g2 = batch_graphs(structures[::-1], model.species, model.r_max, sizes=sizes)
     fn(model.params, g1).energy.block_until_ready()
     fn(model.params, g2).energy.block_until_ready()
-    fn(model.params, g1.replace(positions=g1.positions * 1.01)).energy.block_until_ready()
+    fn(
+        model.params, g1.replace(positions=g1.positions * 1.01)
+    ).energy.block_until_ready()
     assert counter["traces"] == 1
 
 

@@ -22,7 +22,9 @@ def test_ideal_gas_rdf_is_one():
     pairs = n_frames * n_atoms * (n_atoms - 1) / 2 * shell / box**3
     sel = r > 1.0
     mean = np.sum(g[sel] * pairs[sel]) / np.sum(pairs[sel])  # pair-weighted mean
-    sigma = 1.0 / np.sqrt(np.sum(pairs[sel]))  # ~0.0023; N normalisation would give 0.95
+    sigma = 1.0 / np.sqrt(
+        np.sum(pairs[sel])
+    )  # ~0.0023; N normalisation would give 0.95
     assert abs(mean - 1.0) < 4 * sigma
     assert np.all(np.abs(g[sel] - 1.0) < 5.0 / np.sqrt(pairs[sel]))
 

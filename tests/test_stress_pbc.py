@@ -20,7 +20,9 @@ from jaxmlp.testing import predict_jit
 def boxed_molecule() -> Structure:
     """The 5-atom molecule in a 10 Å cell, not periodic (an ASE molecule with a cell)."""
     s = cu_o_molecule()
-    return Structure(s.positions + 5.0, s.numbers, 10.0 * np.eye(3), False, source="boxed")
+    return Structure(
+        s.positions + 5.0, s.numbers, 10.0 * np.eye(3), False, source="boxed"
+    )
 
 
 def cu_slab():
@@ -48,8 +50,12 @@ def test_slab_stress_matches_ase_finite_differences(x64, model):
     atoms.calc = jaxmlp.JaxMLPCalculator(model, dtype="float64")
     stress = atoms.get_stress()  # Voigt, eV/Å³
     assert np.abs(stress).max() > 1e-4
-    np.testing.assert_allclose(calculate_numerical_stress(atoms, eps=1e-6), stress, atol=1e-8)
-    out = predict_jit(model.apply_fn, model.params, graph64(model, [Structure.from_ase(atoms)]))
+    np.testing.assert_allclose(
+        calculate_numerical_stress(atoms, eps=1e-6), stress, atol=1e-8
+    )
+    out = predict_jit(
+        model.apply_fn, model.params, graph64(model, [Structure.from_ase(atoms)])
+    )
     np.testing.assert_allclose(full_3x3_to_voigt(out.stress[0]), stress)
 
 
@@ -61,6 +67,7 @@ def test_calculator_has_no_stress_for_a_molecule_with_a_cell(model):
         atoms.get_stress()
 
 
+@pytest.mark.slow
 def test_mixed_batch_gives_each_graph_its_stress(x64, model):
     slab = Structure.from_ase(cu_slab())
     structures = [rattled_fcc_cu(), boxed_molecule(), slab]
@@ -74,7 +81,9 @@ def test_mixed_batch_gives_each_graph_its_stress(x64, model):
     )
     out = jax.device_get(predict_jit(model.apply_fn, model.params, g))
     for index in (0, 2):  # bulk and slab: finite strain of energy over the cell volume
-        fd = testing.finite_difference_stress(model.apply_fn, model.params, g, index=index)
+        fd = testing.finite_difference_stress(
+            model.apply_fn, model.params, g, index=index
+        )
         assert np.abs(fd).max() > 1e-4
         np.testing.assert_allclose(out.stress[index], fd, atol=1e-9, rtol=1e-6)
     assert np.all(out.stress[1] == 0.0) and np.all(out.stress[3:] == 0.0)
@@ -85,5 +94,11 @@ def test_mixed_batch_gives_each_graph_its_stress(x64, model):
         np.testing.assert_allclose(
             full_3x3_to_voigt(out.stress[index]), atoms.get_stress(), atol=1e-12
         )
-    expected_pbc = [[True] * 3, [False] * 3, [True, True, False], [False] * 3, [False] * 3]
+    expected_pbc = [
+        [True] * 3,
+        [False] * 3,
+        [True, True, False],
+        [False] * 3,
+        [False] * 3,
+    ]
     assert np.asarray(g.pbc).tolist() == expected_pbc  # padding graphs are free

@@ -19,7 +19,12 @@ from jaxmlp.testing import predict_jit
 from jaxmlp.train import ConfigError, config_from_dict, fit, load_config
 from jaxmlp.train.checkpoint import CheckpointError
 from jaxmlp.train.loss import LossWeights, loss_fn, metrics_from_sums
-from jaxmlp.train.optim import ema_update, make_optimizer, plateau_factor, set_plateau_factor
+from jaxmlp.train.optim import (
+    ema_update,
+    make_optimizer,
+    plateau_factor,
+    set_plateau_factor,
+)
 from jaxmlp.train.step import init_state, make_steps
 
 
@@ -38,6 +43,7 @@ def emt_structure(seed, repeat=(1, 1, 1)):
     return s
 
 
+@pytest.mark.slow
 def test_loss_decreases_and_overfits_four_structures():
     """1500 Adam steps of a tiny NequIP on 4 rattled Cu cells (float32): the loss falls and
     the force error on the training set ends below 5 meV/Å."""
@@ -45,13 +51,24 @@ def test_loss_decreases_and_overfits_four_structures():
     ds = GraphDataset.build(structures, ("Cu",), 3.5)
     stats = compute_statistics(structures, ds.neighbors, ("Cu",))
     model = jaxmlp.build_model(
-        "nequip", ("Cu",), 3.5, 0, atomic_energies=stats.atomic_energies, scale=stats.scale,
-        shift=stats.shift, avg_num_neighbors=stats.avg_num_neighbors,
-        num_layers=2, channels=8, l_max=1, radial_hidden=(16,),
+        "nequip",
+        ("Cu",),
+        3.5,
+        0,
+        atomic_energies=stats.atomic_energies,
+        scale=stats.scale,
+        shift=stats.shift,
+        avg_num_neighbors=stats.avg_num_neighbors,
+        num_layers=2,
+        channels=8,
+        l_max=1,
+        radial_hidden=(16,),
     )
     n_steps = 1500
     optimizer = make_optimizer(0.02, n_steps, warmup_steps=10)
-    fns = make_steps(model.apply_fn, optimizer, LossWeights(1.0, 100.0, 0.0), ema_decay=0.0)
+    fns = make_steps(
+        model.apply_fn, optimizer, LossWeights(1.0, 100.0, 0.0), ema_decay=0.0
+    )
     batch = make_batch(ds, [0, 1, 2, 3], make_buckets([ds], 4, 1)[0])
     train_step = jax.jit(fns.train_step, donate_argnums=0)
     eval_step = jax.jit(fns.eval_step)
@@ -75,8 +92,12 @@ def test_loss_masks_missing_labels():
     s_nostress = emt_structure(1)
     s_nostress.stress = None
     ds = GraphDataset.build([s, s_nostress], ("Cu",), 3.5)
-    batch = jax.tree.map(jnp.asarray, make_batch(ds, [0, 1], make_buckets([ds], 2, 1)[0]))
-    model = jaxmlp.build_model("nequip", ("Cu",), 3.5, 0, num_layers=1, channels=4, l_max=1)
+    batch = jax.tree.map(
+        jnp.asarray, make_batch(ds, [0, 1], make_buckets([ds], 2, 1)[0])
+    )
+    model = jaxmlp.build_model(
+        "nequip", ("Cu",), 3.5, 0, num_layers=1, channels=4, l_max=1
+    )
     pred = predict_jit(model.apply_fn, model.params, batch.graph)
     w = LossWeights(1.0, 10.0, 10.0)
     base = loss_fn(pred, batch.labels, w)
@@ -86,9 +107,15 @@ def test_loss_masks_missing_labels():
     poked = batch.labels.replace(stress=batch.labels.stress.at[0].add(0.01))
     assert float(loss_fn(pred, poked, w)) != float(base)
     # Huber equals MSE for small residuals.
-    tiny = pred._replace(energy=batch.labels.energy + 1e-4, forces=batch.labels.forces + 1e-4, stress=batch.labels.stress)
+    tiny = pred._replace(
+        energy=batch.labels.energy + 1e-4,
+        forces=batch.labels.forces + 1e-4,
+        stress=batch.labels.stress,
+    )
     np.testing.assert_allclose(
-        loss_fn(tiny, batch.labels, w, "huber", 0.01), loss_fn(tiny, batch.labels, w, "mse"), rtol=1e-5
+        loss_fn(tiny, batch.labels, w, "huber", 0.01),
+        loss_fn(tiny, batch.labels, w, "mse"),
+        rtol=1e-5,
     )
 
 
@@ -103,7 +130,9 @@ def test_plateau_factor_scales_updates_and_ema_warmup():
     half, _ = opt.update(grads, half_state, params)
     np.testing.assert_allclose(half["w"], 0.5 * full["w"], rtol=1e-6)
     ema = ema_update({"w": jnp.zeros(1)}, {"w": jnp.ones(1)}, 0.99, 0)
-    np.testing.assert_allclose(ema["w"], 0.9)  # decay (1 + 0) / (10 + 0) = 0.1 at step 0
+    np.testing.assert_allclose(
+        ema["w"], 0.9
+    )  # decay (1 + 0) / (10 + 0) = 0.1 at step 0
     ema = ema_update({"w": jnp.zeros(1)}, {"w": jnp.ones(1)}, 0.99, 10_000)
     np.testing.assert_allclose(ema["w"], 0.01, rtol=1e-5)
     with pytest.raises(ValueError, match="amsgrad"):
@@ -128,9 +157,28 @@ def write_dataset(directory, n=12):
 def tiny_config(data_file, output, **train):
     return config_from_dict(
         {
-            "model": {"name": "nequip", "r_max": 3.0, "num_layers": 1, "channels": 4, "l_max": 1, "radial_hidden": [8]},
-            "data": {"train_file": data_file, "valid_fraction": 0.25, "test_fraction": 0.0},
-            "train": {"epochs": 4, "batch_size": 3, "learning_rate": 0.01, "num_buckets": 2, "progress": False, "seed": 1} | train,
+            "model": {
+                "name": "nequip",
+                "r_max": 3.0,
+                "num_layers": 1,
+                "channels": 4,
+                "l_max": 1,
+                "radial_hidden": [8],
+            },
+            "data": {
+                "train_file": data_file,
+                "valid_fraction": 0.25,
+                "test_fraction": 0.0,
+            },
+            "train": {
+                "epochs": 4,
+                "batch_size": 3,
+                "learning_rate": 0.01,
+                "num_buckets": 2,
+                "progress": False,
+                "seed": 1,
+            }
+            | train,
             "output": output,
         }
     )
@@ -145,7 +193,10 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
     full = fit(tiny_config(data, str(tmp_path / "full")))
     # Compilations: at most one per bucket for the train step, none after warm-up.
     assert 1 <= full.metrics["compiles_train"] <= len(full.metrics["buckets"]) <= 2
-    assert sum(r["compiles_this_epoch"] for r in full.history) == full.metrics["compiles_train"] + full.metrics["compiles_eval"]
+    assert (
+        sum(r["compiles_this_epoch"] for r in full.history)
+        == full.metrics["compiles_train"] + full.metrics["compiles_eval"]
+    )
 
     def stop_at_2(epoch, record):
         if epoch == 2:
@@ -167,19 +218,30 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
     assert full.history[-1]["valid_loss"] < full.history[0]["valid_loss"]
     # Outputs of the run directory.
     run = tmp_path / "cut"
-    for name in ("config.yaml", "log.jsonl", "log.csv", "model.jaxmlp", "metrics.json", "parity.png", "learning_curve.png", "checkpoints/last.ckpt"):
+    for name in (
+        "config.yaml",
+        "log.jsonl",
+        "log.csv",
+        "model.jaxmlp",
+        "metrics.json",
+        "parity.png",
+        "learning_curve.png",
+        "checkpoints/last.ckpt",
+    ):
         assert (run / name).is_file(), name
     loaded = jaxmlp.load_model(run / "model.jaxmlp")
     assert loaded.config == resumed.model.config
     assert loaded.config.avg_num_neighbors > 1 and loaded.config.scale != 1.0
 
 
+@pytest.mark.slow
 def test_checkpoint_write_is_atomic_and_checked(tmp_path, monkeypatch):
     data = write_dataset(str(tmp_path))
     config = tiny_config(data, str(tmp_path / "run"))
 
     def crash_at_3(epoch, record):
         if epoch == 2:
+
             def broken_fsync(fd):
                 raise OSError("disk pulled")
 
@@ -219,10 +281,35 @@ def test_issue_config_parses_and_rejects_unknown_keys(tmp_path):
     assert config.train.epochs == 200 and config.train.max_minutes == 20.0
     assert config.data.train_file == str(tmp_path / "train.xyz")
     assert config.output == "runs/copper"
-    module = network(ModelConfig(config.model["name"], ("Cu",), config.model["r_max"], tuple(config.hyper.items())))
-    assert (module.num_layers, module.channels, module.l_max, module.r_max) == (3, 32, 2, 5.0)
-    over = load_config(path, ["train.epochs=7", "model.channels=8", "train.max_minutes=null", "output=runs/x"])
-    assert (over.train.epochs, over.hyper["channels"], over.train.max_minutes, over.output) == (7, 8, None, "runs/x")
+    module = network(
+        ModelConfig(
+            config.model["name"],
+            ("Cu",),
+            config.model["r_max"],
+            tuple(config.hyper.items()),
+        )
+    ).module
+    assert (module.num_layers, module.channels, module.l_max, module.r_max) == (
+        3,
+        32,
+        2,
+        5.0,
+    )
+    over = load_config(
+        path,
+        [
+            "train.epochs=7",
+            "model.channels=8",
+            "train.max_minutes=null",
+            "output=runs/x",
+        ],
+    )
+    assert (
+        over.train.epochs,
+        over.hyper["channels"],
+        over.train.max_minutes,
+        over.output,
+    ) == (7, 8, None, "runs/x")
     data = yaml.safe_load(ISSUE_YAML)
     for section, key, message in (
         ("train", "epoch", "train.epoch"),

@@ -41,14 +41,24 @@ class Coordination(nn.Module):
     @nn.compact
     def __call__(self, inputs: jaxmlp.EdgeInputs):
         z = inputs.extras["coordination"][:, None]  # [n_nodes, 1]
-        emb = nn.Embed(self.num_species, self.hidden)(inputs.species)  # [n_nodes, hidden]
+        emb = nn.Embed(self.num_species, self.hidden)(
+            inputs.species
+        )  # [n_nodes, hidden]
         h = jnp.tanh(nn.Dense(self.hidden)(jnp.sqrt(z + 1.0)) + emb)
         embedding_energy = nn.Dense(1)(h)[:, 0]
         r = _lengths(inputs)
-        a = self.param("repulsion", nn.initializers.constant(0.5), (self.num_species,) * 2)
-        pair = (a + a.T)[inputs.species[inputs.senders], inputs.species[inputs.receivers]]
-        rep = jnp.where(inputs.edge_mask, pair * jnp.exp(-2.0 * r) * _cutoff(r, self.r_max), 0.0)
-        return embedding_energy + 0.5 * jax.ops.segment_sum(rep, inputs.receivers, num_segments=inputs.n_nodes)
+        a = self.param(
+            "repulsion", nn.initializers.constant(0.5), (self.num_species,) * 2
+        )
+        pair = (a + a.T)[
+            inputs.species[inputs.senders], inputs.species[inputs.receivers]
+        ]
+        rep = jnp.where(
+            inputs.edge_mask, pair * jnp.exp(-2.0 * r) * _cutoff(r, self.r_max), 0.0
+        )
+        return embedding_energy + 0.5 * jax.ops.segment_sum(
+            rep, inputs.receivers, num_segments=inputs.n_nodes
+        )
 
 
 def factory(spec: jaxmlp.ArchitectureSpec):
@@ -56,4 +66,6 @@ def factory(spec: jaxmlp.ArchitectureSpec):
 
 
 jaxmlp.register_extra("coordination", coordination, overwrite=True)
-jaxmlp.register_architecture("coordination", factory, extras=("coordination",), overwrite=True)
+jaxmlp.register_architecture(
+    "coordination", factory, extras=("coordination",), overwrite=True
+)

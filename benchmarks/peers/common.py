@@ -20,24 +20,32 @@ A_CU = 3.61  # Å, fcc lattice constant of Cu
 def fcc_cu(n_cells: int, rattle: float = 0.05, seed: int = 0):
     """``(positions [N,3] Å, cell [3,3] Å rows)`` of an n x n x n cubic fcc Cu supercell."""
     basis = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
-    grid = np.stack(np.meshgrid(*[np.arange(n_cells)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    grid = np.stack(np.meshgrid(*[np.arange(n_cells)] * 3, indexing="ij"), -1).reshape(
+        -1, 3
+    )
     frac = (grid[:, None, :] + basis[None, :, :]).reshape(-1, 3) / n_cells
     cell = np.eye(3) * A_CU * n_cells
     positions = frac @ cell
-    positions = positions + np.random.default_rng(seed).normal(scale=rattle, size=positions.shape)
+    positions = positions + np.random.default_rng(seed).normal(
+        scale=rattle, size=positions.shape
+    )
     return positions, cell
 
 
 def worker_args(description: str):
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--cells", default="2,3,4,5,6,8", help="supercell sizes n (4 n^3 atoms)")
+    parser.add_argument(
+        "--cells", default="2,3,4,5,6,8", help="supercell sizes n (4 n^3 atoms)"
+    )
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--repeats", type=int, default=7, help="timed calls per size")
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--l-max", type=int, default=2)
     parser.add_argument("--r-max", type=float, default=5.0)
-    parser.add_argument("--budget-s", type=float, default=20.0, help="max timing seconds per size")
+    parser.add_argument(
+        "--budget-s", type=float, default=20.0, help="max timing seconds per size"
+    )
     args = parser.parse_args()
     args.cells = [int(c) for c in args.cells.split(",") if c]
     return args
@@ -59,7 +67,9 @@ def time_calls(fn, *args, repeats: int, budget_s: float):
     first_s = time.perf_counter() - t0
     times, cpu = [], []
     start = time.perf_counter()
-    while len(times) < repeats and (time.perf_counter() - start < budget_s or len(times) < 3):
+    while len(times) < repeats and (
+        time.perf_counter() - start < budget_s or len(times) < 3
+    ):
         t0, c0 = time.perf_counter(), time.process_time()
         jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - t0)

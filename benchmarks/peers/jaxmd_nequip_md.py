@@ -23,7 +23,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-
 from common import report, time_chunks  # noqa: E402
 
 FS = 1.0 / 10.1805055  # jax-md time units (amu, Å, eV) per fs
@@ -33,8 +32,12 @@ CU_MASS = 63.546  # amu
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="3,4,5", help="cubic repeats n (4 n^3 atoms)")
-    parser.add_argument("--chunk", type=int, default=20, help="steps per compiled chunk")
+    parser.add_argument(
+        "--sizes", default="3,4,5", help="cubic repeats n (4 n^3 atoms)"
+    )
+    parser.add_argument(
+        "--chunk", type=int, default=20, help="steps per compiled chunk"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed chunks")
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--layers", type=int, default=2)
@@ -57,7 +60,9 @@ def nequip_config(args):
     parity = lambda l: "e" if l % 2 == 0 else "o"  # noqa: E731
     cfg = nequip.default_config()
     cfg.graph_net_steps = args.layers
-    cfg.hidden_irreps = " + ".join(f"{args.channels}x{l}{parity(l)}" for l in range(args.l_max + 1))
+    cfg.hidden_irreps = " + ".join(
+        f"{args.channels}x{l}{parity(l)}" for l in range(args.l_max + 1)
+    )
     cfg.sh_irreps = " + ".join(f"1x{l}{parity(l)}" for l in range(args.l_max + 1))
     cfg.n_elements = 1
     cfg.r_max = args.r_max
@@ -152,7 +157,8 @@ def bench(args, n: int) -> dict:
         "cell_list": nbrs.cell_list_fn is not None,
         "steps_timed": steps,
         "temperature_K": float(
-            2 * quantity.kinetic_energy(momentum=state.momentum, mass=state.mass)
+            2
+            * quantity.kinetic_energy(momentum=state.momentum, mass=state.mass)
             / (3 * n_atoms * KB)
         ),
     }
@@ -163,8 +169,11 @@ def main():
     for n in args.sizes:
         side = 3.61 * n
         if side < 2 * args.r_max:
-            report(code="jax-md", n_atoms=4 * n**3,
-                   skipped=f"box {side:.2f} Å < 2 r_max (minimum image)")
+            report(
+                code="jax-md",
+                n_atoms=4 * n**3,
+                skipped=f"box {side:.2f} Å < 2 r_max (minimum image)",
+            )
             continue
         report(**bench(args, n))
 

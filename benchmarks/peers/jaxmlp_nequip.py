@@ -9,7 +9,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-
 from common import fcc_cu, report, time_calls, worker_args  # noqa: E402
 
 
@@ -23,8 +22,14 @@ def main():
     from jaxmlp.structure import Structure
 
     model = jaxmlp.build_model(
-        "nequip", species=["Cu"], r_max=args.r_max, seed=0, num_layers=args.layers,
-        channels=args.channels, l_max=args.l_max, avg_num_neighbors=42.0,
+        "nequip",
+        species=["Cu"],
+        r_max=args.r_max,
+        seed=0,
+        num_layers=args.layers,
+        channels=args.channels,
+        l_max=args.l_max,
+        avg_num_neighbors=42.0,
     )
     dtype = np.dtype(args.dtype)
     params = jax.tree.map(lambda p: jax.numpy.asarray(p, dtype), model.params)
@@ -36,16 +41,29 @@ def main():
 
     for n in args.cells:
         positions, cell = fcc_cu(n)
-        s = Structure(positions, np.full(len(positions), 29), cell, [True] * 3, source=f"fcc{n}")
+        s = Structure(
+            positions, np.full(len(positions), 29), cell, [True] * 3, source=f"fcc{n}"
+        )
         nb = neighbor_list(s, args.r_max)
-        graph = jax.tree.map(jax.numpy.asarray, batch_graphs([s], model.species, args.r_max, neighbors=[nb], dtype=dtype))
+        graph = jax.tree.map(
+            jax.numpy.asarray,
+            batch_graphs([s], model.species, args.r_max, neighbors=[nb], dtype=dtype),
+        )
         compile_s, first_s, times, cpu, flops = time_calls(
             energy_forces, params, graph, repeats=args.repeats, budget_s=args.budget_s
         )
         report(
-            code="jaxmlp", dtype=args.dtype, n_atoms=len(positions), n_edges=len(nb.senders),
-            padded_edges=graph.n_edges, padded_nodes=graph.n_nodes, compile_s=compile_s,
-            first_call_s=first_s, times_s=times, cpu_s=cpu, flops=flops,
+            code="jaxmlp",
+            dtype=args.dtype,
+            n_atoms=len(positions),
+            n_edges=len(nb.senders),
+            padded_edges=graph.n_edges,
+            padded_nodes=graph.n_nodes,
+            compile_s=compile_s,
+            first_call_s=first_s,
+            times_s=times,
+            cpu_s=cpu,
+            flops=flops,
         )
 
 

@@ -17,7 +17,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-
 from common import fcc_cu, report, time_calls, worker_args  # noqa: E402
 
 
@@ -34,13 +33,19 @@ def main():
     from mlip.models import ForceField, Nequip
 
     irreps = " + ".join(
-        f"{args.channels}x{l}{'e' if l % 2 == 0 else 'o'}" for l in range(args.l_max + 1)
+        f"{args.channels}x{l}{'e' if l % 2 == 0 else 'o'}"
+        for l in range(args.l_max + 1)
     )
     info = DatasetInfo(
-        atomic_energies_map={29: 0.0}, graph_cutoff_angstrom=args.r_max, avg_num_neighbors=42.0
+        atomic_energies_map={29: 0.0},
+        graph_cutoff_angstrom=args.r_max,
+        avg_num_neighbors=42.0,
     )
     config = Nequip.Config(
-        num_layers=args.layers, target_irreps=irreps, l_max=args.l_max, num_rbf=8,
+        num_layers=args.layers,
+        target_irreps=irreps,
+        l_max=args.l_max,
+        num_rbf=8,
         radial_mlp_hidden=[64, 64],
     )
     force_field = ForceField.from_mlip_network(Nequip(config, info))
@@ -52,16 +57,25 @@ def main():
         positions, cell = fcc_cu(n)
         atoms = Atoms(f"Cu{len(positions)}", positions=positions, cell=cell, pbc=True)
         graph = Graph.from_chemical_system(
-            ChemicalSystem.from_ase_atoms(atoms), args.r_max, ordering=DEFAULT_EDGE_ORDERING
+            ChemicalSystem.from_ase_atoms(atoms),
+            args.r_max,
+            ordering=DEFAULT_EDGE_ORDERING,
         )
         n_edges = len(graph.senders)
         batched = next(
             dynamically_batch(
-                [graph], n_node=len(atoms) + 1, n_edge=math.ceil(1.1 * n_edges) + 1, n_graph=2
+                [graph],
+                n_node=len(atoms) + 1,
+                n_edge=math.ceil(1.1 * n_edges) + 1,
+                n_graph=2,
             )
         )
         batched = jax.tree.map(
-            lambda x: x.astype(args.dtype) if np.issubdtype(np.asarray(x).dtype, np.floating) else x,
+            lambda x: (
+                x.astype(args.dtype)
+                if np.issubdtype(np.asarray(x).dtype, np.floating)
+                else x
+            ),
             batched,
         )
 
@@ -73,9 +87,17 @@ def main():
             energy_forces, params, batched, repeats=args.repeats, budget_s=args.budget_s
         )
         report(
-            code="mlip", dtype=args.dtype, n_atoms=len(positions), n_edges=n_edges,
-            padded_edges=math.ceil(1.1 * n_edges) + 1, padded_nodes=len(positions) + 1,
-            compile_s=compile_s, first_call_s=first_s, times_s=times, cpu_s=cpu, flops=flops,
+            code="mlip",
+            dtype=args.dtype,
+            n_atoms=len(positions),
+            n_edges=n_edges,
+            padded_edges=math.ceil(1.1 * n_edges) + 1,
+            padded_nodes=len(positions) + 1,
+            compile_s=compile_s,
+            first_call_s=first_s,
+            times_s=times,
+            cpu_s=cpu,
+            flops=flops,
         )
 
 

@@ -49,9 +49,15 @@ def add_parser(subparsers) -> None:
         "generate data, train a small NequIP, report test errors, run NVT MD with the "
         "trained model and write report.md with PNG plots.",
     )
-    demo.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
-    demo.add_argument("--quick", action="store_true", help="tiny run for smoke tests (~1 min)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of data, split and training")
+    demo.add_argument(
+        "--out", default="demo_output", help="output folder (default demo_output)"
+    )
+    demo.add_argument(
+        "--quick", action="store_true", help="tiny run for smoke tests (~1 min)"
+    )
+    demo.add_argument(
+        "--seed", type=int, default=0, help="seed of data, split and training"
+    )
     demo.set_defaults(func=run_demo)
 
 
@@ -82,7 +88,9 @@ def run_md_stage(model, out_dir: str, *, quick: bool, seed: int = 0) -> dict:
         Ensemble("nvt", timestep=timestep, temperature=temperature),
         steps=steps,
         out_dir=out_dir,
-        options=MDOptions(seed=seed, stride=10, frames_per_chunk=10, raise_on_blowup=False),
+        options=MDOptions(
+            seed=seed, stride=10, frames_per_chunk=10, raise_on_blowup=False
+        ),
         log=lambda m: _say(f"  md: {m}"),
     )
     return {
@@ -106,7 +114,9 @@ def check_md_frames(model, trajectory: str, n_frames: int = 5) -> dict:
     from jaxmlp.calculator import JaxMLPCalculator
 
     frames = ase.io.read(trajectory, ":")
-    picks = np.unique(np.linspace(len(frames) // 2, len(frames) - 1, n_frames).astype(int))
+    picks = np.unique(
+        np.linspace(len(frames) // 2, len(frames) - 1, n_frames).astype(int)
+    )
     f_err, e_err = [], []
     calc = JaxMLPCalculator(model)
     for i in picks:
@@ -131,7 +141,9 @@ def write_report(path: str, info: dict) -> None:
     t, v, md, chk = info["test"], info["valid"], info["md"], info["md_check"]
     thermo = md["thermo"]
     half = len(thermo["T_K"]) // 2
-    mean_t = float(np.mean(thermo["T_K"][half:])) if len(thermo["T_K"]) > 1 else float("nan")
+    mean_t = (
+        float(np.mean(thermo["T_K"][half:])) if len(thermo["T_K"]) > 1 else float("nan")
+    )
     lines = [
         "# jaxmlp demo: copper from reference data to molecular dynamics",
         "",
@@ -220,7 +232,11 @@ def demo(out: str = "demo_output", *, quick: bool = False, seed: int = 0) -> dic
     config = config_from_dict(
         {
             "model": model_section,
-            "data": {"train_file": paths["train"], "valid_file": paths["valid"], "test_file": paths["test"]},
+            "data": {
+                "train_file": paths["train"],
+                "valid_file": paths["valid"],
+                "test_file": paths["test"],
+            },
             "train": (QUICK_TRAIN if quick else DEMO_TRAIN) | {"seed": seed},
             "output": os.path.join(out, "run"),
         }
@@ -246,7 +262,9 @@ def demo(out: str = "demo_output", *, quick: bool = False, seed: int = 0) -> dic
         "n_test": m["n_test"],
         "n_frames": m["n_train"] + m["n_valid"] + m["n_test"],
         "structures_per_s": float(
-            np.median([r["structures_per_s"] for r in result.history[1:] or result.history])
+            np.median(
+                [r["structures_per_s"] for r in result.history[1:] or result.history]
+            )
         ),
         "valid": m["valid"],
         "test": m["test"],
@@ -261,7 +279,11 @@ def demo(out: str = "demo_output", *, quick: bool = False, seed: int = 0) -> dic
     md = run_md_stage(result.model, os.path.join(out, "md"), quick=quick, seed=seed)
     info["md"] = md
     thermo = md["thermo"]
-    series = {"T (K)": thermo["T_K"], "E_pot (eV)": thermo["Epot_eV"], "E_tot (eV)": thermo["Etot_eV"]}
+    series = {
+        "T (K)": thermo["T_K"],
+        "E_pot (eV)": thermo["Epot_eV"],
+        "E_tot (eV)": thermo["Etot_eV"],
+    }
     if "conserved_eV" in thermo:
         series["NH conserved (eV)"] = thermo["conserved_eV"]
     traces_plot(

@@ -24,19 +24,30 @@ def add_parser(subparsers) -> None:
     md.add_argument("--timestep", type=float, default=1.0, help="fs")
     md.add_argument("--steps", type=int, default=1000)
     md.add_argument("--pressure", type=float, default=0.0, help="GPa (npt)")
-    md.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs")
+    md.add_argument(
+        "--friction", type=float, default=0.01, help="Langevin friction, 1/fs"
+    )
     md.add_argument("--tau-t", type=float, default=None, help="thermostat time, fs")
     md.add_argument("--tau-p", type=float, default=None, help="barostat time, fs")
-    md.add_argument("--replicas", type=int, default=1, help="independent replicas (vmap)")
+    md.add_argument(
+        "--replicas", type=int, default=1, help="independent replicas (vmap)"
+    )
     md.add_argument("--stride", type=int, default=10, help="steps between frames")
-    md.add_argument("--chunk", type=int, default=100, help="steps per compiled chunk (host sync)")
+    md.add_argument(
+        "--chunk", type=int, default=100, help="steps per compiled chunk (host sync)"
+    )
     md.add_argument("--seed", type=int, default=0)
     md.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     md.add_argument("--skin", type=float, default=0.5, help="neighbor skin, Å")
     md.add_argument(
-        "--capacity-multiplier", type=float, default=1.2, help="neighbor slots per edge found"
+        "--capacity-multiplier",
+        type=float,
+        default=1.2,
+        help="neighbor slots per edge found",
     )
-    md.add_argument("--min-distance", type=float, default=0.5, help="Å; closer atoms stop the run")
+    md.add_argument(
+        "--min-distance", type=float, default=0.5, help="Å; closer atoms stop the run"
+    )
     md.add_argument("--restart", default=None, help="continue from this restart.npz")
     md.add_argument("--no-plots", action="store_true")
     md.add_argument("--out", required=True, help="output directory")
@@ -49,15 +60,22 @@ def add_parser(subparsers) -> None:
         "jaxmlp model; writes the relaxed structure with energy/forces/stress.",
     )
     relax.add_argument("model", help="model file")
-    relax.add_argument("structure", help="any structure file ASE reads (first frame used)")
-    relax.add_argument("--out", required=True, help="output structure file (e.g. .extxyz)")
+    relax.add_argument(
+        "structure", help="any structure file ASE reads (first frame used)"
+    )
+    relax.add_argument(
+        "--out", required=True, help="output structure file (e.g. .extxyz)"
+    )
     relax.add_argument("--fmax", type=float, default=0.05, help="eV/Å")
     relax.add_argument("--max-steps", type=int, default=2000)
     relax.add_argument("--cell", action="store_true", help="relax the cell too")
     relax.add_argument("--hydrostatic", action="store_true", help="isotropic cell only")
     relax.add_argument("--pressure", type=float, default=0.0, help="GPa (with --cell)")
     relax.add_argument(
-        "--stress-tol", type=float, default=0.1, help="GPa, stress convergence (with --cell)"
+        "--stress-tol",
+        type=float,
+        default=0.1,
+        help="GPa, stress convergence (with --cell)",
     )
     relax.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     relax.set_defaults(func=relax_command)
@@ -79,7 +97,9 @@ def run_md_command(args: argparse.Namespace) -> int:
 
     atoms = None if args.restart else _read_structure(args.structure)
     if args.chunk % args.stride:
-        raise SystemExit(f"jaxmlp md: --chunk ({args.chunk}) must be a multiple of --stride")
+        raise SystemExit(
+            f"jaxmlp md: --chunk ({args.chunk}) must be a multiple of --stride"
+        )
     try:
         ensemble = Ensemble(
             args.ensemble,
@@ -110,8 +130,12 @@ def run_md_command(args: argparse.Namespace) -> int:
             from jaxmlp.md.replicas import run_replicas
 
             if args.restart:
-                raise SystemExit("jaxmlp md: --restart is not supported with --replicas")
-            result = run_replicas(args.model, atoms, ensemble, n_replicas=args.replicas, **common)
+                raise SystemExit(
+                    "jaxmlp md: --restart is not supported with --replicas"
+                )
+            result = run_replicas(
+                args.model, atoms, ensemble, n_replicas=args.replicas, **common
+            )
         else:
             from jaxmlp.md.run import run_md
 

@@ -29,8 +29,14 @@ def add_parser(subparsers) -> None:
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set train.epochs=50 --set model.channels=16",
     )
-    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    train.add_argument("--overwrite", action="store_true", help="start again in an existing run directory")
+    train.add_argument(
+        "--resume", action="store_true", help="continue from the last checkpoint"
+    )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start again in an existing run directory",
+    )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=run_train)
 
@@ -41,7 +47,9 @@ def add_parser(subparsers) -> None:
     )
     ev.add_argument("model", help="model file (.jaxmlp)")
     ev.add_argument("data", help="labelled structures (any ASE-readable file)")
-    ev.add_argument("--json", dest="json_path", help="also write the metrics to this JSON file")
+    ev.add_argument(
+        "--json", dest="json_path", help="also write the metrics to this JSON file"
+    )
     ev.add_argument("--energy-key", default="REF_energy")
     ev.add_argument("--forces-key", default="REF_forces")
     ev.add_argument("--stress-key", default="REF_stress")
@@ -56,7 +64,9 @@ def run_train(args) -> int:
     from jaxmlp.train.loop import fit
 
     try:
-        overrides = list(args.overrides) + (["train.progress=false"] if args.no_progress else [])
+        overrides = list(args.overrides) + (
+            ["train.progress=false"] if args.no_progress else []
+        )
         config = load_config(args.config, overrides)
         print(f"training {config.model.get('name')} -> {config.output}", flush=True)
         result = fit(config, resume=args.resume, overwrite=args.overwrite)
@@ -64,8 +74,10 @@ def run_train(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     m = result.metrics
-    print(f"stopped: {m['stop_reason']} after {m['epochs_run']} epochs (best epoch {m['best_epoch']}); "
-          f"train step compiled {m['compiles_train']}x for {len(m['buckets'])} buckets")
+    print(
+        f"stopped: {m['stop_reason']} after {m['epochs_run']} epochs (best epoch {m['best_epoch']}); "
+        f"train step compiled {m['compiles_train']}x for {len(m['buckets'])} buckets"
+    )
     print("validation:\n" + format_metrics(m["valid"]))
     if m["test"] is not None:
         print("test:\n" + format_metrics(m["test"]))
@@ -81,8 +93,12 @@ def run_eval(args) -> int:
     try:
         model = load_model(args.model)
         keys = LabelKeys(args.energy_key, args.forces_key, args.stress_key)
-        structures = read_structures(args.data, keys, required=(), species=model.species)
-        metrics = evaluate(model, structures, batch_size=args.batch_size, dtype=args.dtype)
+        structures = read_structures(
+            args.data, keys, required=(), species=model.species
+        )
+        metrics = evaluate(
+            model, structures, batch_size=args.batch_size, dtype=args.dtype
+        )
     except (ModelFileError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -50,7 +50,9 @@ class GraphDataset:
     r_max: float
 
     @classmethod
-    def build(cls, structures: Sequence[Structure], species, r_max: float) -> GraphDataset:
+    def build(
+        cls, structures: Sequence[Structure], species, r_max: float
+    ) -> GraphDataset:
         species = tuple(species)
         for s in structures:  # fail early, naming the structure and atom
             species_indices(s.numbers, species, s.source)
@@ -78,7 +80,10 @@ class GraphDataset:
 
 
 def make_buckets(
-    datasets: Sequence[GraphDataset], batch_size: int, num_buckets: int = 3, seed: int = 0
+    datasets: Sequence[GraphDataset],
+    batch_size: int,
+    num_buckets: int = 3,
+    seed: int = 0,
 ) -> list[PaddingSizes]:
     """A few padding sizes that every batch of ``batch_size`` structures fits in.
 
@@ -114,11 +119,15 @@ def make_buckets(
             continue
         n_cap = align(sim_nodes[fits].max() + 1)
         if e_cap < largest.n_edges:
-            buckets.add(PaddingSizes(min(n_cap, largest.n_nodes), e_cap, batch_size + 1))
+            buckets.add(
+                PaddingSizes(min(n_cap, largest.n_nodes), e_cap, batch_size + 1)
+            )
     return sorted(buckets, key=lambda s: (s.n_edges, s.n_nodes))
 
 
-def pick_bucket(buckets: Sequence[PaddingSizes], n_atoms: int, n_edges: int) -> PaddingSizes:
+def pick_bucket(
+    buckets: Sequence[PaddingSizes], n_atoms: int, n_edges: int
+) -> PaddingSizes:
     """The smallest bucket with room for ``n_atoms`` + 1 padding node and ``n_edges``."""
     for sizes in buckets:
         if sizes.n_nodes > n_atoms and sizes.n_edges >= n_edges:
@@ -161,7 +170,9 @@ def make_batch(
         if s.stress is not None:
             stress[g], stress_mask[g] = s.stress, True
         offset += s.n_atoms
-    labels = Labels(energy, energy_mask, forces, forces_mask, stress, stress_mask, n_atoms)
+    labels = Labels(
+        energy, energy_mask, forces, forces_mask, stress, stress_mask, n_atoms
+    )
     return Batch(graph, labels)
 
 
@@ -188,7 +199,11 @@ def plan_batches(
     plan = []
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        plan.append(BatchInfo(idx, pick_bucket(buckets, int(atoms[idx].sum()), int(edges[idx].sum()))))
+        plan.append(
+            BatchInfo(
+                idx, pick_bucket(buckets, int(atoms[idx].sum()), int(edges[idx].sum()))
+            )
+        )
     return plan
 
 

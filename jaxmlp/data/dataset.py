@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import ase
 import ase.io
@@ -59,13 +59,17 @@ def _stress_3x3(value, where: str) -> np.ndarray:
     )
 
 
-def _check_finite(value: np.ndarray, name: str, where: str, per_atom: bool = False) -> None:
+def _check_finite(
+    value: np.ndarray, name: str, where: str, per_atom: bool = False
+) -> None:
     bad = ~np.isfinite(value)
     if bad.any():
         if per_atom:
             atom = int(np.flatnonzero(bad.any(axis=1))[0])
             raise DatasetError(f"{where}: non-finite {name} on atom index {atom}")
-        raise DatasetError(f"{where}: non-finite {name} ({value.ravel()[bad.ravel()][0]})")
+        raise DatasetError(
+            f"{where}: non-finite {name} ({value.ravel()[bad.ravel()][0]})"
+        )
 
 
 def structure_from_atoms(
@@ -93,7 +97,9 @@ def structure_from_atoms(
     """
     unknown = [r for r in required if r not in LABELS]
     if unknown:
-        raise ValueError(f"unknown required labels {unknown}; choose from {list(LABELS)}")
+        raise ValueError(
+            f"unknown required labels {unknown}; choose from {list(LABELS)}"
+        )
     numbers = atoms.get_atomic_numbers()
     bad = np.flatnonzero((numbers < 1) | (numbers >= len(chemical_symbols)))
     if bad.size:
@@ -111,7 +117,9 @@ def structure_from_atoms(
             raise DatasetError(str(e)) from None
     if min_distance > 0:
         try:
-            check_min_distance(structure, neighbor_list(structure, min_distance), min_distance)
+            check_min_distance(
+                structure, neighbor_list(structure, min_distance), min_distance
+            )
         except ValueError as e:
             raise DatasetError(str(e)) from None
 
@@ -143,7 +151,11 @@ def structure_from_atoms(
                 f"directions (pbc={structure.pbc.tolist()})"
             )
     labels = {"energy": energy, "forces": forces, "stress": stress}
-    key_of = {"energy": keys.energy_key, "forces": keys.forces_key, "stress": keys.stress_key}
+    key_of = {
+        "energy": keys.energy_key,
+        "forces": keys.forces_key,
+        "stress": keys.stress_key,
+    }
     for name in required:
         if labels[name] is None:
             where = "arrays" if name == "forces" else "info"

@@ -8,7 +8,8 @@ neighbors within ``r_max`` (message-sum normalisation).
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -23,7 +24,9 @@ class Statistics(NamedTuple):
     avg_num_neighbors: float
 
 
-def element_counts(structures: Sequence[Structure], species: Sequence[str]) -> np.ndarray:
+def element_counts(
+    structures: Sequence[Structure], species: Sequence[str]
+) -> np.ndarray:
     """[n_structures, n_species] number of atoms of each species."""
     counts = np.zeros((len(structures), len(species)))
     for k, s in enumerate(structures):

@@ -61,7 +61,9 @@ def unwrap(positions, cells=None):
     if cells is None:
         return positions
     steps = np.diff(positions, axis=0)
-    steps = np.stack([_minimum_image(s, c) for s, c in zip(steps, np.asarray(cells)[1:])])
+    steps = np.stack(
+        [_minimum_image(s, c) for s, c in zip(steps, np.asarray(cells)[1:])]
+    )
     return np.concatenate([positions[:1], positions[0] + np.cumsum(steps, axis=0)])
 
 
@@ -94,7 +96,9 @@ def vacf(velocities, normalize: bool = True):
     """
     v = np.asarray(velocities, np.float64)
     n = len(v)
-    out = np.array([np.mean(np.sum(v[: n - lag] * v[lag:], axis=-1)) for lag in range(n)])
+    out = np.array(
+        [np.mean(np.sum(v[: n - lag] * v[lag:], axis=-1)) for lag in range(n)]
+    )
     return out / out[0] if normalize and out[0] != 0 else out
 
 

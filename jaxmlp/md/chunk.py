@@ -51,7 +51,10 @@ def make_step_fn(sim: Simulation):
         integrator = sim.integrator(params)
         box = sim.state_box(integrator, carry.state)
         nbrs, ref_box = sim.update_fn(
-            sim.list_positions(carry.state.position, box), carry.nbrs, carry.ref_box, box
+            sim.list_positions(carry.state.position, box),
+            carry.nbrs,
+            carry.ref_box,
+            box,
         )
         return Carry(integrator.step_fn(carry.state, nbrs, kT), nbrs, ref_box)
 
@@ -82,14 +85,18 @@ def make_observe_fn(sim: Simulation):
             stress=stress,
             cell=cell,
             extended=integrator.extended_fn(state, kT),
-            min_distance=min_edge_length(sim.space.displacement_fn, state.position, nbrs, box),
+            min_distance=min_edge_length(
+                sim.space.displacement_fn, state.position, nbrs, box
+            ),
             error=nbrs.error.code.astype(jnp.int32),
         )
 
     return observe_fn
 
 
-def make_run_chunk(step_fn, observe_fn, n_frames: int, stride: int, checkpoint: bool = False):
+def make_run_chunk(
+    step_fn, observe_fn, n_frames: int, stride: int, checkpoint: bool = False
+):
     """Pure ``run_chunk(params, carry, kT) -> (carry, Frames[n_frames])``.
 
     ``n_frames * stride`` steps; a frame is observed after every ``stride`` steps. With
@@ -127,7 +134,9 @@ def make_init_fn(sim: Simulation):
 
     def init_fn(params, key, positions, momenta, nbrs, kT) -> Carry:
         integrator = sim.integrator(params)
-        state = integrator.init_fn(key, positions, sim.masses, momenta, nbrs, sim.box, kT)
+        state = integrator.init_fn(
+            key, positions, sim.masses, momenta, nbrs, sim.box, kT
+        )
         state = _cast_floats(state, sim.dtype)  # jax-md builds some float32 leaves
         ref_box = sim.box if sim.system.periodic else jnp.eye(3, dtype=sim.dtype)
         return Carry(state, nbrs, ref_box)
@@ -171,7 +180,9 @@ class Programs:
         leading replica axis of ``carry`` and ``kT``."""
 
         def build():
-            run_chunk = make_run_chunk(make_step_fn(sim), make_observe_fn(sim), n_frames, stride)
+            run_chunk = make_run_chunk(
+                make_step_fn(sim), make_observe_fn(sim), n_frames, stride
+            )
             return jax.vmap(run_chunk, in_axes=(None, 0, 0)) if batched else run_chunk
 
         return self._jit((sim, "chunk", n_frames, stride, batched), build, "MD chunk")

@@ -145,7 +145,9 @@ def fit_energy_scale(
     for _ in range(iterations):
         (value, (mean, overflow)), grad = loss_and_grad(log_s)
         if bool(overflow):
-            raise RuntimeError("neighbor list overflowed during the fit; allocate more capacity")
+            raise RuntimeError(
+                "neighbor list overflowed during the fit; allocate more capacity"
+            )
         history.append((float(jnp.exp(log_s)), float(mean), float(value)))
         log_s = log_s - learning_rate * grad
     return float(jnp.exp(log_s)), history

@@ -39,7 +39,13 @@ def make_energy_fn(apply_fn, displacement_fn, species):
     def energy_fn(params, positions, neighbor, *, box=None, perturbation=None, kT=None):
         del kT
         inputs = neighbor_inputs(
-            displacement_fn, positions, neighbor, species, extras, box=box, perturbation=perturbation
+            displacement_fn,
+            positions,
+            neighbor,
+            species,
+            extras,
+            box=box,
+            perturbation=perturbation,
         )
         return jnp.sum(apply_fn(params, inputs))
 
@@ -47,17 +53,28 @@ def make_energy_fn(apply_fn, displacement_fn, species):
 
 
 def neighbor_inputs(
-    displacement_fn, positions, neighbor, species, extras=(), *, box=None, perturbation=None
+    displacement_fn,
+    positions,
+    neighbor,
+    species,
+    extras=(),
+    *,
+    box=None,
+    perturbation=None,
 ) -> EdgeInputs:
     """The model's :class:`~jaxmlp.edges.EdgeInputs` from a jax-md Sparse list."""
     vectors, senders, receivers, edge_mask = neighbor_edges(
         displacement_fn, positions, neighbor, box=box, perturbation=perturbation
     )
     node_mask = jnp.ones(positions.shape[0], bool)
-    return make_inputs(vectors, species, senders, receivers, edge_mask, node_mask, extras)
+    return make_inputs(
+        vectors, species, senders, receivers, edge_mask, node_mask, extras
+    )
 
 
-def neighbor_edges(displacement_fn, positions, neighbor, *, box=None, perturbation=None):
+def neighbor_edges(
+    displacement_fn, positions, neighbor, *, box=None, perturbation=None
+):
     """Edge vectors [n_edges, 3] Å, senders, receivers and edge_mask of a Sparse list."""
     n_atoms = positions.shape[0]
     receivers, senders = neighbor.idx[0], neighbor.idx[1]
@@ -93,6 +110,8 @@ def stress_fn(energy_fn, params, positions, neighbor, box):
 
 def min_edge_length(displacement_fn, positions, neighbor, box=None) -> jnp.ndarray:
     """Shortest neighbor distance, Å (inf when the list is empty)."""
-    vectors, _, _, edge_mask = neighbor_edges(displacement_fn, positions, neighbor, box=box)
+    vectors, _, _, edge_mask = neighbor_edges(
+        displacement_fn, positions, neighbor, box=box
+    )
     r2 = jnp.where(edge_mask, jnp.sum(vectors * vectors, axis=-1), jnp.inf)
     return jnp.sqrt(jnp.min(r2, initial=jnp.inf))

@@ -70,9 +70,13 @@ class Ensemble:
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0 K, got {self.temperature}")
         if self.name != "nve" and not self.temperature > 0:
-            raise ValueError(f"{self.name} needs a positive temperature, got {self.temperature}")
+            raise ValueError(
+                f"{self.name} needs a positive temperature, got {self.temperature}"
+            )
         if self.name == "nvt-langevin" and not self.friction > 0:
-            raise ValueError(f"Langevin friction must be positive (1/fs), got {self.friction}")
+            raise ValueError(
+                f"Langevin friction must be positive (1/fs), got {self.friction}"
+            )
 
     @property
     def kT(self) -> float:
@@ -136,7 +140,9 @@ def _chain_energy(chain, kT):
     """Energy of a Nosé–Hoover chain (its dof couple to the first element), eV."""
     first = chain.momentum[0] ** 2 / (2 * chain.mass[0])
     first = first + chain.degrees_of_freedom * kT * chain.position[0]
-    rest = jnp.sum(chain.momentum[1:] ** 2 / (2 * chain.mass[1:]) + kT * chain.position[1:])
+    rest = jnp.sum(
+        chain.momentum[1:] ** 2 / (2 * chain.mass[1:]) + kT * chain.position[1:]
+    )
     return first + rest
 
 
@@ -184,7 +190,12 @@ def _nvt_langevin(ensemble, energy_fn, shift_fn, box, dof):
 def _nvt_nose_hoover(ensemble, energy_fn, shift_fn, box, dof):
     dt, tau_t, _ = _times(ensemble)
     init, apply = simulate.nvt_nose_hoover(
-        energy_fn, shift_fn, dt, ensemble.kT, chain_length=ensemble.chain_length, tau=tau_t
+        energy_fn,
+        shift_fn,
+        dt,
+        ensemble.kT,
+        chain_length=ensemble.chain_length,
+        tau=tau_t,
     )
 
     def init_fn(key, positions, masses, momenta, nbrs, box, kT):
@@ -216,7 +227,9 @@ def _npt(ensemble, energy_fn, shift_fn, box, dof):
     )
 
     def init_fn(key, positions, masses, momenta, nbrs, box, kT):
-        state = init(key, positions, box, mass=masses, momenta=momenta, neighbor=nbrs, kT=kT)
+        state = init(
+            key, positions, box, mass=masses, momenta=momenta, neighbor=nbrs, kT=kT
+        )
         return state.set(thermostat=_with_dof(state.thermostat, dof))
 
     def step_fn(state, nbrs, kT):
@@ -269,15 +282,21 @@ def _fire_cell(config: Fire, energy_fn, shift_fn, box, dof):
 
 INTEGRATORS: dict[str, IntegratorDef] = {
     "nve": IntegratorDef(_nve, True, False, "displacement", True, True, True, False),
-    "nvt": IntegratorDef(_nvt_nose_hoover, True, False, "displacement", True, True, True, True),
+    "nvt": IntegratorDef(
+        _nvt_nose_hoover, True, False, "displacement", True, True, True, True
+    ),
     "nvt-langevin": IntegratorDef(
         _nvt_langevin, True, False, "displacement", True, False, False, True
     ),
     # jax-md's isotropic NPT scales positions explicitly: Cartesian positions
     "npt": IntegratorDef(_npt, False, True, "strain", True, True, True, True),
-    "fire": IntegratorDef(_fire, True, False, "displacement", True, False, False, False),
+    "fire": IntegratorDef(
+        _fire, True, False, "displacement", True, False, False, False
+    ),
     "fire-cell-hydrostatic": IntegratorDef(
         _fire_cell, True, True, "strain", True, False, False, False
     ),
-    "fire-cell": IntegratorDef(_fire_cell, True, True, "strain", False, False, False, False),
+    "fire-cell": IntegratorDef(
+        _fire_cell, True, True, "strain", False, False, False, False
+    ),
 }

@@ -87,7 +87,9 @@ class Guards:
     min_width: float = 0.0
 
 
-def guards_for(sim: Simulation, min_distance: float = 0.5, max_temperature=None) -> Guards:
+def guards_for(
+    sim: Simulation, min_distance: float = 0.5, max_temperature=None
+) -> Guards:
     """The guards of ``sim``: cell width ``2 r_max``; temperature default
     ``5 max(T, 300 K)`` for thermal dynamics, none for relaxations."""
     if max_temperature is None and isinstance(sim.dynamics, Ensemble):
@@ -95,7 +97,9 @@ def guards_for(sim: Simulation, min_distance: float = 0.5, max_temperature=None)
     return Guards(min_distance, max_temperature, 2.0 * sim.model.r_max)
 
 
-def first_bad_frame(sim: Simulation, frames, guards: Guards, replica: int | None = None):
+def first_bad_frame(
+    sim: Simulation, frames, guards: Guards, replica: int | None = None
+):
     """(index, reason) of the first unphysical frame of one trajectory, or (None, None).
 
     Args:
@@ -155,7 +159,11 @@ def reallocate(
             then a superset of the pairs, which is safe).
     """
     integrator = sim.integrator(None)
-    carries = [_replica(carry, i) for i in range(carry.ref_box.shape[0])] if batched else [carry]
+    carries = (
+        [_replica(carry, i) for i in range(carry.ref_box.shape[0])]
+        if batched
+        else [carry]
+    )
     old_capacity = neighbors.capacity(carries[0].nbrs)
     fresh = []
     for c in carries:
@@ -184,7 +192,9 @@ def reallocate(
             max_occupancy=target,
             cell_list_capacity=cl_capacity,
         )
-        ref_box = c.ref_box if list_box is None else jnp.asarray(list_box, c.ref_box.dtype)
+        ref_box = (
+            c.ref_box if list_box is None else jnp.asarray(list_box, c.ref_box.dtype)
+        )
         out.append(Carry(c.state, nb, ref_box))
     alloc_box = fresh[0][1]
     alloc_box = None if alloc_box is None else np.asarray(alloc_box)
@@ -247,7 +257,9 @@ def advance(
             code &= ~neighbors.MALFORMED_BOX  # jax-md 0.2.29 sets it for valid boxes
             if sim.method.moving_box and progress.carry.nbrs.cell_list_fn is not None:
                 cells = np.asarray(frames.cell)
-                if np.any(np.triu(cells, 1) != 0):  # jax-md's cell list needs box = triu
+                if np.any(
+                    np.triu(cells, 1) != 0
+                ):  # jax-md's cell list needs box = triu
                     progress.message = (
                         f"{source}: stopped at step {progress.step}: the box left the "
                         "upper-triangular form jax-md's cell list needs"

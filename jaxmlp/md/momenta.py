@@ -22,7 +22,10 @@ def maxwell_boltzmann(key, masses, temperature: float, dtype=jnp.float32):
     """
     masses = jnp.asarray(masses, dtype)
     kT = jnp.asarray(KB * temperature, dtype)
-    p = jax.random.normal(key, (masses.shape[0], 3), dtype) * jnp.sqrt(masses * kT)[:, None]
+    p = (
+        jax.random.normal(key, (masses.shape[0], 3), dtype)
+        * jnp.sqrt(masses * kT)[:, None]
+    )
     return remove_translation(p, masses)
 
 

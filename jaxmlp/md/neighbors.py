@@ -95,12 +95,19 @@ def make_neighbor_fns(
             )
         box = jnp.asarray(system.box, dtype)
         fns = partition.neighbor_list(
-            displacement_fn, box, fractional_coordinates=True, disable_cell_list=dense, **kwargs
+            displacement_fn,
+            box,
+            fractional_coordinates=True,
+            disable_cell_list=dense,
+            **kwargs,
         )
     else:
         extent = float(np.ptp(system.positions, axis=0).max()) + 1.0
         fns = partition.neighbor_list(
-            displacement_fn, jnp.asarray(extent, dtype), disable_cell_list=True, **kwargs
+            displacement_fn,
+            jnp.asarray(extent, dtype),
+            disable_cell_list=True,
+            **kwargs,
         )
     return NeighborFns(fns.allocate, fns.update)
 
@@ -158,19 +165,25 @@ def allocate(fns: NeighborFns, positions, box=None, *, min_capacity: int = 0):
     kwargs = {} if box is None else {"box": box}
     with jax_md_quirks():
         nbrs = fns.allocate(positions, **kwargs)
-    if nbrs.cell_size is not None:  # static field: a concrete array breaks pytree equality
+    if (
+        nbrs.cell_size is not None
+    ):  # static field: a concrete array breaks pytree equality
         nbrs = dataclasses.replace(nbrs, cell_size=float(nbrs.cell_size))
     return pad_capacity(nbrs, min(min_capacity, capacity_limit(nbrs)))
 
 
-def make_update_fn(fns: NeighborFns, policy: str, r_max: float, skin: float, periodic: bool):
+def make_update_fn(
+    fns: NeighborFns, policy: str, r_max: float, skin: float, periodic: bool
+):
     """``update(positions, nbrs, ref_box, box) -> (nbrs, ref_box)`` (jittable).
 
     ``positions`` are in the list's frame (fractional if periodic); ``box`` is the
     current jax-md box (None for free space) and ``ref_box`` the box of the last build.
     """
     if policy not in REBUILD_POLICIES:
-        raise ValueError(f"unknown rebuild policy {policy!r}; choose from {REBUILD_POLICIES}")
+        raise ValueError(
+            f"unknown rebuild policy {policy!r}; choose from {REBUILD_POLICIES}"
+        )
 
     def displacement(positions, nbrs, ref_box, box):
         with jax_md_quirks():

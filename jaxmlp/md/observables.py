@@ -40,7 +40,9 @@ def is_linear(positions, masses, tol: float = 1e-6) -> bool:
     return bool(moments[0] <= tol * max(moments[-1], 1e-300))
 
 
-def degrees_of_freedom(n_atoms: int, periodic: bool, conserves_momentum: bool, linear=False) -> int:
+def degrees_of_freedom(
+    n_atoms: int, periodic: bool, conserves_momentum: bool, linear=False
+) -> int:
     """Kinetic degrees of freedom sampled by a thermostat (see the module docstring)."""
     if not conserves_momentum:
         return 3 * n_atoms

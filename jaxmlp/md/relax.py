@@ -148,9 +148,20 @@ def relax(
         float(frame.energy[-1]),
         cell=None if cell is None else cell @ rot.T,
         stress=rot @ np.asarray(frame.stress[-1], np.float64) @ rot.T,
-        info={"relax_steps": progress.step, "relax_fmax": f, "relax_stress_error_GPa": s},
+        info={
+            "relax_steps": progress.step,
+            "relax_fmax": f,
+            "relax_stress_error_GPa": s,
+        },
     )
     message = "converged" if ok else f"not converged after {progress.step} steps"
     return RelaxResult(
-        out, float(frame.energy[-1]), f, s, progress.step, ok, progress.reallocations, message
+        out,
+        float(frame.energy[-1]),
+        f,
+        s,
+        progress.step,
+        ok,
+        progress.reallocations,
+        message,
     )

@@ -75,12 +75,16 @@ def run_replicas(
             f"replicas need a fixed box (one cell list for all), not {ensemble.name}"
         )
     if steps % options.stride:
-        raise ValueError(f"steps ({steps}) must be a multiple of stride ({options.stride})")
+        raise ValueError(
+            f"steps ({steps}) must be a multiple of stride ({options.stride})"
+        )
     if not isinstance(model, Model):
         model = load_model(model)
     log = log or (lambda message: None)
     programs = programs or Programs()
-    temperatures = [float(t) for t in (temperatures or [ensemble.temperature] * n_replicas)]
+    temperatures = [
+        float(t) for t in (temperatures or [ensemble.temperature] * n_replicas)
+    ]
     if len(temperatures) != n_replicas:
         raise ValueError(f"{len(temperatures)} temperatures for {n_replicas} replicas")
     sim = make_simulation(
@@ -123,7 +127,9 @@ def run_replicas(
     )
     carry, alloc_box = reallocate(sim, carry, batched=True, growth=1.0)
     progress = Progress(carry, 0, alloc_box, compilations=programs.traces)
-    max_temperature = options.max_temperature or tuple(5.0 * max(t, 300.0) for t in temperatures)
+    max_temperature = options.max_temperature or tuple(
+        5.0 * max(t, 300.0) for t in temperatures
+    )
     try:
         on_frames(initial_frame(sim, programs, model.params, progress, batched=True), 0)
         progress = advance(

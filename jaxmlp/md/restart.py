@@ -30,10 +30,15 @@ RESTART_FORMAT = "jaxmlp-md-restart"
 VERSION = 2
 
 
-def save_restart(path, sim: Simulation, progress: Progress, extra: dict | None = None) -> None:
+def save_restart(
+    path, sim: Simulation, progress: Progress, extra: dict | None = None
+) -> None:
     """Write the carry, step and system of ``progress`` (atomic, no pickle)."""
     carry = progress.carry
-    arrays = {f"state_{i:03d}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(carry.state))}
+    arrays = {
+        f"state_{i:03d}": np.asarray(x)
+        for i, x in enumerate(jax.tree.leaves(carry.state))
+    }
     nbrs = carry.nbrs
     arrays["nbrs_idx"] = np.asarray(nbrs.idx)
     arrays["nbrs_reference_position"] = np.asarray(nbrs.reference_position)
@@ -74,12 +79,17 @@ def read_restart_header(path) -> dict:
     if header.get("format") != RESTART_FORMAT:
         raise ValueError(f"{path}: not a jaxmlp MD restart file")
     if header.get("version") != VERSION:
-        raise ValueError(f"{path}: restart format version {header.get('version')}, need {VERSION}")
+        raise ValueError(
+            f"{path}: restart format version {header.get('version')}, need {VERSION}"
+        )
     return header
 
 
 def load_restart(
-    path, model: Model, ensemble: Ensemble | None = None, programs: Programs | None = None
+    path,
+    model: Model,
+    ensemble: Ensemble | None = None,
+    programs: Programs | None = None,
 ):
     """``(sim, progress)`` continuing the run saved in ``path``.
 
@@ -124,14 +134,19 @@ def load_restart(
     template = start(sim, programs or Programs(), model.params).carry
     leaves, treedef = jax.tree.flatten(template.state)
     if len(leaves) != header["n_state_leaves"]:
-        raise ValueError(f"{path}: state layout does not match the {ensemble.name} integrator")
+        raise ValueError(
+            f"{path}: state layout does not match the {ensemble.name} integrator"
+        )
     saved = [arrays[f"state_{i:03d}"] for i in range(len(leaves))]
     for new, old in zip(leaves, saved):
         if np.shape(new) != old.shape:
-            raise ValueError(f"{path}: state array of shape {old.shape}, expected {np.shape(new)}")
+            raise ValueError(
+                f"{path}: state array of shape {old.shape}, expected {np.shape(new)}"
+            )
     with precision(sim.x64):
         state = jax.tree.unflatten(
-            treedef, [jnp.asarray(x, jnp.asarray(t).dtype) for x, t in zip(saved, leaves)]
+            treedef,
+            [jnp.asarray(x, jnp.asarray(t).dtype) for x, t in zip(saved, leaves)],
         )
         alloc_box = arrays.get("alloc_box")
         # the list as allocated at the saved box: the same cell grid as the saved run
@@ -142,13 +157,20 @@ def load_restart(
         nbrs = dataclasses.replace(
             nbrs,
             idx=idx,
-            reference_position=jnp.asarray(arrays["nbrs_reference_position"], sim.dtype),
-            error=dataclasses.replace(nbrs.error, code=jnp.asarray(arrays["nbrs_error"])),
+            reference_position=jnp.asarray(
+                arrays["nbrs_reference_position"], sim.dtype
+            ),
+            error=dataclasses.replace(
+                nbrs.error, code=jnp.asarray(arrays["nbrs_error"])
+            ),
             max_occupancy=int(idx.shape[-1]),
             cell_list_capacity=header["cell_list_capacity"],
         )
         carry = Carry(state, nbrs, jnp.asarray(arrays["ref_box"], sim.dtype))
     progress = Progress(
-        carry, int(header["step"]), alloc_box, reallocations=int(header["reallocations"])
+        carry,
+        int(header["step"]),
+        alloc_box,
+        reallocations=int(header["reallocations"]),
     )
     return sim, progress

@@ -26,7 +26,12 @@ from jaxmlp.md.neighbors import describe_errors
 from jaxmlp.md.observables import thermo_rows
 from jaxmlp.md.restart import load_restart, save_restart
 from jaxmlp.md.simulation import Simulation, make_simulation, precision
-from jaxmlp.md.trajectory import ThermoWriter, TrajectoryWriter, frame_atoms, read_thermo
+from jaxmlp.md.trajectory import (
+    ThermoWriter,
+    TrajectoryWriter,
+    frame_atoms,
+    read_thermo,
+)
 from jaxmlp.model import Model
 from jaxmlp.model_io import atomic_write_bytes, load_model
 
@@ -104,7 +109,9 @@ def frames_to_atoms(sim: Simulation, frames, first_step: int, stride: int) -> li
     out = []
     for i in range(len(frames.energy)):
         step = first_step + stride * i
-        cell = np.asarray(frames.cell[i], np.float64) @ rot.T if system.periodic else None
+        cell = (
+            np.asarray(frames.cell[i], np.float64) @ rot.T if system.periodic else None
+        )
         stress = rot @ np.asarray(frames.stress[i], np.float64) @ rot.T
         out.append(
             frame_atoms(
@@ -165,7 +172,9 @@ def run_md(
     """
     options = options or MDOptions()
     if steps % options.stride:
-        raise ValueError(f"steps ({steps}) must be a multiple of stride ({options.stride})")
+        raise ValueError(
+            f"steps ({steps}) must be a multiple of stride ({options.stride})"
+        )
     if not isinstance(model, Model):
         model = load_model(model)
     log = log or (lambda message: None)
@@ -279,7 +288,9 @@ def run_md(
     )
 
 
-def initial_frame(sim: Simulation, programs: Programs, params, progress: Progress, batched=False):
+def initial_frame(
+    sim: Simulation, programs: Programs, params, progress: Progress, batched=False
+):
     """Host frames of ``progress``'s carry with a frame axis of 1 (step 0)."""
     with precision(sim.x64):
         params = jax.tree.map(lambda p: jnp.asarray(p, sim.dtype), params)
@@ -288,10 +299,14 @@ def initial_frame(sim: Simulation, programs: Programs, params, progress: Progres
             kT = jnp.full((progress.carry.ref_box.shape[0],), kT)
         frame = programs.observe(sim, batched)(params, progress.carry, kT)
         axis = 1 if batched else 0
-        return jax.tree.map(lambda x: np.expand_dims(np.asarray(x), axis), jax.device_get(frame))
+        return jax.tree.map(
+            lambda x: np.expand_dims(np.asarray(x), axis), jax.device_get(frame)
+        )
 
 
-def write_plots(out_dir, thermo, sim: Simulation, trajectory_path, max_frames: int = 200):
+def write_plots(
+    out_dir, thermo, sim: Simulation, trajectory_path, max_frames: int = 200
+):
     """thermo.png, and for periodic systems rdf.png and msd.png, from the written files."""
     import ase.io
 

@@ -104,7 +104,9 @@ class Simulation:
     @property
     def box(self):
         """The initial jax-md box (columns = lattice vectors, Å), or None (free)."""
-        return jnp.asarray(self.system.box, self.dtype) if self.system.periodic else None
+        return (
+            jnp.asarray(self.system.box, self.dtype) if self.system.periodic else None
+        )
 
     @property
     def fractional(self) -> bool:
@@ -117,7 +119,9 @@ class Simulation:
         def energy_fn(positions, neighbor, **kwargs):
             return self.energy_fn(params, positions, neighbor, **kwargs)
 
-        return self.method.build(self.dynamics, energy_fn, self.space.shift_fn, self.box, self.dof)
+        return self.method.build(
+            self.dynamics, energy_fn, self.space.shift_fn, self.box, self.dof
+        )
 
     def state_box(self, integrator: Integrator, state):
         """The jax-md box of ``state`` (moves under NPT / cell relaxation), or None."""
@@ -191,19 +195,27 @@ def make_simulation(
     if isinstance(structure, MDSystem):
         system = structure
     else:
-        system = prepare_system(structure, model.species, model.r_max + skin, masses=masses)
+        system = prepare_system(
+            structure, model.species, model.r_max + skin, masses=masses
+        )
     if method.moving_box and not system.periodic:
         raise ValueError(f"{system.source}: {dynamics.name} needs a periodic cell")
     linear = not system.periodic and is_linear(system.positions, system.masses)
-    dof = degrees_of_freedom(system.n_atoms, system.periodic, method.conserves_momentum, linear)
+    dof = degrees_of_freedom(
+        system.n_atoms, system.periodic, method.conserves_momentum, linear
+    )
     if method.thermostat and dof == 0:
-        raise ValueError(f"{system.source}: no kinetic degrees of freedom to thermostat")
+        raise ValueError(
+            f"{system.source}: no kinetic degrees of freedom to thermostat"
+        )
     with precision(np_dtype == np.float64):
         space = make_space(system, np_dtype, fractional=method.fractional)
         list_space = space
         if system.periodic and not method.fractional:
             list_space = make_space(system, np_dtype)
-        energy_fn = make_energy_fn(model.apply_fn, space.displacement_fn, system.species)
+        energy_fn = make_energy_fn(
+            model.apply_fn, space.displacement_fn, system.species
+        )
         neighbor_fns = neighbors.make_neighbor_fns(
             system,
             list_space.displacement_fn,

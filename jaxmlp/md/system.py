@@ -89,7 +89,9 @@ class MDSystem:
 
     def to_structure(self) -> Structure:
         """The prepared system as a :class:`Structure` (MD frame)."""
-        return Structure(self.positions, self.numbers, self.cell, self.periodic, source=self.source)
+        return Structure(
+            self.positions, self.numbers, self.cell, self.periodic, source=self.source
+        )
 
 
 def perpendicular_widths(cell: np.ndarray) -> np.ndarray:
@@ -143,7 +145,9 @@ def prepare_system(
             "periodic cells or free boundaries (pbc all False)"
         )
     numbers = structure.numbers
-    masses = atomic_masses[numbers] if masses is None else np.asarray(masses, np.float64)
+    masses = (
+        atomic_masses[numbers] if masses is None else np.asarray(masses, np.float64)
+    )
     positions = structure.positions
     if not structure.periodic:
         return MDSystem(

@@ -23,7 +23,15 @@ from jaxmlp.md.observables import THERMO_COLUMNS
 
 
 def frame_atoms(
-    numbers, masses, positions, momenta, forces, energy, cell=None, stress=None, info=None
+    numbers,
+    masses,
+    positions,
+    momenta,
+    forces,
+    energy,
+    cell=None,
+    stress=None,
+    info=None,
 ) -> ase.Atoms:
     """One frame as ``ase.Atoms`` with a SinglePointCalculator.
 

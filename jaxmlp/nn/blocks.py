@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import e3nn_jax as e3nn
 import flax.linen as nn
@@ -82,7 +82,9 @@ class IrrepsLinear(nn.Module):
         blocks = []
         for l in self.ls_out:
             if l not in src:
-                blocks.append(jnp.zeros((x.shape[0], 2 * l + 1, self.channels_out), x.dtype))
+                blocks.append(
+                    jnp.zeros((x.shape[0], 2 * l + 1, self.channels_out), x.dtype)
+                )
                 continue
             w = self.param(f"w_{l}", normal_init(), (c_in, self.channels_out))
             blocks.append(x[:, src[l], :] @ (w.astype(x.dtype) / math.sqrt(c_in)))
@@ -146,7 +148,7 @@ class RadialMLP(nn.Module):
 # ----------------------------------------------------------------- edge tensor product
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def conv_paths(
     ls_in: tuple[int, ...], ls_sh: tuple[int, ...], ls_target: tuple[int, ...]
 ) -> tuple[tuple[int, int, int], ...]:
@@ -185,7 +187,9 @@ class ConvPlan:
         self.blocks = []  # (l1, l3, start, stop, G)
         for l3 in self.ls_target:
             for l1 in self.ls_in:
-                members = [i for i, p in enumerate(self.paths) if p[0] == l1 and p[2] == l3]
+                members = [
+                    i for i, p in enumerate(self.paths) if p[0] == l1 and p[2] == l3
+                ]
                 if not members:
                     continue
                 start, stop = members[0], members[-1] + 1
@@ -193,10 +197,14 @@ class ConvPlan:
                 g = np.zeros((2 * l1 + 1, d_sh, 2 * l3 + 1, len(members)))
                 for j, i in enumerate(members):
                     l2 = self.paths[i][1]
-                    cg = np.asarray(e3nn.clebsch_gordan(l1, l2, l3)) * math.sqrt(2 * l3 + 1)
+                    cg = np.asarray(e3nn.clebsch_gordan(l1, l2, l3)) * math.sqrt(
+                        2 * l3 + 1
+                    )
                     g[:, sh_off[l2], :, j] = cg
                 self.blocks.append((l1, l3, start, stop, g))
-        self.mid_counts = {l: sum(1 for p in self.paths if p[2] == l) for l in ls_target}
+        self.mid_counts = {
+            l: sum(1 for p in self.paths if p[2] == l) for l in ls_target
+        }
 
     @property
     def num_paths(self) -> int:
@@ -224,7 +232,9 @@ def edge_tensor_product(plan: ConvPlan, x, sh, weights):
     src = l_offsets(plan.ls_in)
     per_l3 = {}
     for l1, l3, start, stop, g in plan.blocks:
-        a = jnp.einsum("ef,mfnp->emnp", sh, jnp.asarray(g, dtype))  # [e, 2l1+1, 2l3+1, n_p]
+        a = jnp.einsum(
+            "ef,mfnp->emnp", sh, jnp.asarray(g, dtype)
+        )  # [e, 2l1+1, 2l3+1, n_p]
         xl = x[:, src[l1], :]  # [e, 2l1+1, C]
         w = weights[:, None, start:stop, :]  # [e, 1, n_p, C]
         acc = a[:, 0, :, :, None] * (xl[:, 0, None, None, :] * w)
@@ -300,7 +310,7 @@ def _coupling_tree(ls: tuple[int, ...], nu: int, natural_only: bool):
     return sorted(out, key=lambda item: item[0])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def coupling_basis(ls: tuple[int, ...], l_out: int, nu: int) -> np.ndarray:
     """mace-torch's U-matrix: ``[2 l_out + 1, D, ..., D (nu times), K]`` float64.
 
@@ -317,7 +327,7 @@ def coupling_basis(ls: tuple[int, ...], l_out: int, nu: int) -> np.ndarray:
     return u.reshape((2 * l_out + 1,) + (d,) * nu + (len(cols),))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def symmetric_basis(ls: tuple[int, ...], l_out: int, nu: int):
     """The U-matrix summed over permutations of its ``nu`` input slots.
 
@@ -356,7 +366,11 @@ class ContractionPlan:
     """
 
     def __init__(self, ls_in, ls_out, correlation):
-        self.ls_in, self.ls_out, self.correlation = tuple(ls_in), tuple(ls_out), correlation
+        self.ls_in, self.ls_out, self.correlation = (
+            tuple(ls_in),
+            tuple(ls_out),
+            correlation,
+        )
         needed = {nu: set() for nu in range(1, correlation + 1)}
         bases = {}
         for l_out in self.ls_out:
@@ -367,11 +381,15 @@ class ContractionPlan:
         for nu in range(correlation, 1, -1):  # prefixes of needed products
             needed[nu - 1].update(key[:-1] for key in needed[nu])
         self.products = {nu: sorted(needed[nu]) for nu in needed}
-        lookup = {nu: {key: i for i, key in enumerate(self.products[nu])} for nu in needed}
+        lookup = {
+            nu: {key: i for i, key in enumerate(self.products[nu])} for nu in needed
+        }
         # how to build degree nu from degree nu-1: (prefix row, last index)
         self.build = {
             nu: (
-                np.asarray([lookup[nu - 1][key[:-1]] for key in self.products[nu]], np.int32),
+                np.asarray(
+                    [lookup[nu - 1][key[:-1]] for key in self.products[nu]], np.int32
+                ),
                 np.asarray([key[-1] for key in self.products[nu]], np.int32),
             )
             for nu in range(2, correlation + 1)
@@ -384,10 +402,12 @@ class ContractionPlan:
                 [lookup[nu][tuple(key)] for key in monomials], np.int32
             )
             self.u_sym[(l_out, nu)] = u_sym
-            self.num_weights[(l_out, nu)] = coupling_basis(self.ls_in, l_out, nu).shape[-1]
+            self.num_weights[(l_out, nu)] = coupling_basis(self.ls_in, l_out, nu).shape[
+                -1
+            ]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def contraction_plan(ls_in, ls_out, correlation) -> ContractionPlan:
     return ContractionPlan(ls_in, ls_out, correlation)
 
@@ -432,9 +452,12 @@ class SymmetricContraction(nn.Module):
                     continue
                 u = jnp.asarray(plan.u_sym[(l_out, nu)], dtype)  # [2l+1, Q, K]
                 t = jnp.einsum("mqk,ekc->emqc", u, w)  # weights folded in, per species
-                p = powers[nu] if rows.size == len(plan.products[nu]) and np.all(
-                    rows == np.arange(rows.size)
-                ) else powers[nu][:, rows, :]
+                p = (
+                    powers[nu]
+                    if rows.size == len(plan.products[nu])
+                    and np.all(rows == np.arange(rows.size))
+                    else powers[nu][:, rows, :]
+                )
                 if self.num_species == 1:
                     term = jnp.einsum("nqc,mqc->nmc", p, t[0])
                 else:
@@ -447,7 +470,9 @@ class SymmetricContraction(nn.Module):
         return jnp.concatenate(blocks, axis=1)
 
 
-def aggregate_messages(plan: ConvPlan, h, sh, weights, senders, receivers, chunk: int = 0):
+def aggregate_messages(
+    plan: ConvPlan, h, sh, weights, senders, receivers, chunk: int = 0
+):
     """``sum_{e: receivers[e] = i} edge_tensor_product(h[senders[e]], sh[e]; weights[e])``.
 
     Returns ``[n_nodes, Q, C]``. With ``chunk > 0`` and more edges than that, edges are

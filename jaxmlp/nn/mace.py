@@ -65,7 +65,11 @@ class Interaction(nn.Module):
         sc = None
         if self.residual:
             sc = SpeciesLinear(
-                self.ls_in, self.ls_hidden_out, self.channels, self.num_species, name="skip"
+                self.ls_in,
+                self.ls_hidden_out,
+                self.channels,
+                self.num_species,
+                name="skip",
             )(h, species)
         h = IrrepsLinear(self.ls_in, self.ls_in, self.channels, name="linear_up")(h)
         plan = ConvPlan(self.ls_in, self.ls_sh, self.ls_target)
@@ -81,7 +85,11 @@ class Interaction(nn.Module):
         a = a / self.avg_num_neighbors
         if not self.residual:
             a = SpeciesLinear(
-                self.ls_target, self.ls_target, self.channels, self.num_species, name="skip"
+                self.ls_target,
+                self.ls_target,
+                self.channels,
+                self.num_species,
+                name="skip",
             )(a, species)
         return a, sc
 
@@ -121,12 +129,22 @@ class MACE(nn.Module):
     edge_chunk: int = 256
 
     def _check(self):
-        for field in ("num_interactions", "channels", "correlation", "num_bessel", "readout_mlp"):
+        for field in (
+            "num_interactions",
+            "channels",
+            "correlation",
+            "num_bessel",
+            "readout_mlp",
+        ):
             if int(getattr(self, field)) < 1:
-                raise ValueError(f"MACE {field} must be >= 1, got {getattr(self, field)}")
+                raise ValueError(
+                    f"MACE {field} must be >= 1, got {getattr(self, field)}"
+                )
         for field in ("max_L", "max_ell"):
             if int(getattr(self, field)) < 0:
-                raise ValueError(f"MACE {field} must be >= 0, got {getattr(self, field)}")
+                raise ValueError(
+                    f"MACE {field} must be >= 0, got {getattr(self, field)}"
+                )
 
     @nn.compact
     def __call__(self, vectors, species, senders, receivers, edge_mask):
@@ -145,7 +163,9 @@ class MACE(nn.Module):
         ).array  # [n_edges, (max_ell + 1)^2]
         ls_hidden = tuple(range(self.max_L + 1))
         embed = self.param("embedding", normal_init(), (self.num_species, c))
-        h = embed.astype(vectors.dtype)[species][:, None, :] / math.sqrt(self.num_species)
+        h = embed.astype(vectors.dtype)[species][:, None, :] / math.sqrt(
+            self.num_species
+        )
         ls_h = (0,)
         energies = []
         for t in range(self.num_interactions):

@@ -25,7 +25,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmlp.nn.radial import bessel_basis, mask_vectors, polynomial_cutoff, safe_norm
-from jaxmlp.nn.tensor_product import Irrep, edge_tensor_product, gather_paths, irrep_name, make_plan
+from jaxmlp.nn.tensor_product import (
+    Irrep,
+    edge_tensor_product,
+    gather_paths,
+    irrep_name,
+    make_plan,
+)
 
 SILU_NORM = 1.679  # ~unit second moment of silu(x) * SILU_NORM for x ~ N(0, 1)
 
@@ -84,8 +90,13 @@ class RadialMLP(nn.Module):
             z = y[:, i * h0 : (i + 1) * h0]
             for k, width in enumerate(self.hidden[1:]):
                 w = self.param(f"layer{i}_w{k + 1}", _normal, (z.shape[-1], width))
-                z = jax.nn.silu((z @ w.astype(z.dtype)) * (1.0 / np.sqrt(z.shape[-1]))) * SILU_NORM
-            w = self.param(f"layer{i}_w{len(self.hidden)}", _normal, (z.shape[-1], num_paths * c))
+                z = (
+                    jax.nn.silu((z @ w.astype(z.dtype)) * (1.0 / np.sqrt(z.shape[-1])))
+                    * SILU_NORM
+                )
+            w = self.param(
+                f"layer{i}_w{len(self.hidden)}", _normal, (z.shape[-1], num_paths * c)
+            )
             w = w.astype(z.dtype) * (1.0 / np.sqrt(z.shape[-1]))
             outs.append([z @ w[:, p * c : (p + 1) * c] for p in range(num_paths)])
         return outs
@@ -141,21 +152,28 @@ class NequIPLayer(nn.Module):
             w = self.param(f"linear_up_{irrep_name(ir)}", _normal, (c, c))
             h_senders[ir] = _linear(h[ir], w)[senders]  # [n_edges, d, C]
         plan = self.plan()
-        messages = edge_tensor_product(plan, h_senders, sh, weights)  # [[n_edges, d3, C]]
+        messages = edge_tensor_product(
+            plan, h_senders, sh, weights
+        )  # [[n_edges, d3, C]]
         norm = 1.0 / np.sqrt(self.avg_num_neighbors)
         # no indices_are_sorted hint: MD's edge lists are not sorted by receiver
         messages = [
-            jax.ops.segment_sum(m, receivers, num_segments=n_nodes) * norm for m in messages
+            jax.ops.segment_sum(m, receivers, num_segments=n_nodes) * norm
+            for m in messages
         ]  # per path [n_nodes, d3, C]
 
         # linear on nodes mixing paths and channels, plus the self-connection
         out = {}
         for ir in self.target():
-            if not plan.paths_to(ir):  # unreachable from this layer's input (e.g. 0o in layer 0)
+            if not plan.paths_to(
+                ir
+            ):  # unreachable from this layer's input (e.g. 0o in layer 0)
                 out[ir] = jnp.zeros((n_nodes, 2 * ir[0] + 1, width[ir]), sh.dtype)
             else:
                 x = gather_paths(plan, messages, ir)  # [n, d, P * C]
-                w = self.param(f"linear_down_{irrep_name(ir)}", _normal, (x.shape[-1], width[ir]))
+                w = self.param(
+                    f"linear_down_{irrep_name(ir)}", _normal, (x.shape[-1], width[ir])
+                )
                 out[ir] = _linear(x, w)
             if ir in self_connection:
                 out[ir] = out[ir] + self_connection[ir]
@@ -224,7 +242,9 @@ class NequIP(nn.Module):
             )
             irreps_in = irreps
         num_paths = tuple(layer.plan().num_paths for layer in layers)
-        weights = RadialMLP(tuple(self.radial_hidden), c, num_paths, name="radial")(radial)
+        weights = RadialMLP(tuple(self.radial_hidden), c, num_paths, name="radial")(
+            radial
+        )
         for layer, w in zip(layers, weights):
             update = layer(h, sh, w, species_onehot, senders, receivers)
             if set(update) == set(h):

@@ -50,7 +50,11 @@ class Morse(nn.Module):
         distance = pair_param("distance", self.distance)
         r = safe_norm(mask_vectors(vectors, edge_mask, self.r_max))  # [n_edges] Å
         pair = species[senders], species[receivers]
-        d, a, r0 = depth[pair].astype(r.dtype), stiffness[pair].astype(r.dtype), distance[pair]
+        d, a, r0 = (
+            depth[pair].astype(r.dtype),
+            stiffness[pair].astype(r.dtype),
+            distance[pair],
+        )
         morse = d * ((1.0 - jnp.exp(-a * (r - r0.astype(r.dtype)))) ** 2 - 1.0)
         e = 0.5 * morse * smooth_switch(r, self.switch_on * self.r_max, self.r_max)
         e = jnp.where(edge_mask, e, 0.0)

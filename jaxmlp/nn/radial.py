@@ -28,7 +28,11 @@ def mask_vectors(vectors, edge_mask, r_max: float):
 def bessel_basis(r, num_basis: int, r_max: float):
     """[n_edges, num_basis] sin(n pi r / r_max) / r * sqrt(2 / r_max), r > 0 in Å."""
     n = jnp.arange(1, num_basis + 1, dtype=r.dtype)
-    return jnp.sqrt(2.0 / r_max) * jnp.sin(n[None, :] * jnp.pi * r[:, None] / r_max) / r[:, None]
+    return (
+        jnp.sqrt(2.0 / r_max)
+        * jnp.sin(n[None, :] * jnp.pi * r[:, None] / r_max)
+        / r[:, None]
+    )
 
 
 def polynomial_cutoff(r, r_max: float, p: int = 6):

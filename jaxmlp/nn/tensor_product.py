@@ -75,7 +75,10 @@ class TensorProductPlan(NamedTuple):
 
 
 def make_plan(
-    irreps_in: tuple[Irrep, ...], l_max_sh: int, irreps_out: tuple[Irrep, ...], channels: int
+    irreps_in: tuple[Irrep, ...],
+    l_max_sh: int,
+    irreps_out: tuple[Irrep, ...],
+    channels: int,
 ) -> TensorProductPlan:
     """All paths from ``irreps_in`` x Y_{0..l_max_sh} into ``irreps_out`` (parity-allowed)."""
     paths, cgs = [], []
@@ -87,12 +90,16 @@ def make_plan(
                 ir_out = (l3, p1 * (-1) ** l2)
                 if ir_out not in irreps_out:
                     continue
-                cg = e3nn.clebsch_gordan(l1, l2, l3) * np.sqrt(2 * l3 + 1)  # [d1, d2, d3]
+                cg = e3nn.clebsch_gordan(l1, l2, l3) * np.sqrt(
+                    2 * l3 + 1
+                )  # [d1, d2, d3]
                 block = np.zeros((n_sh, 2 * l3 + 1, 2 * l1 + 1))
                 block[l2 * l2 : (l2 + 1) ** 2] = np.transpose(cg, (1, 2, 0))
                 cgs.append(block.reshape(n_sh, -1))
                 paths.append(Path(ir_in, l2, ir_out))
-    return TensorProductPlan(tuple(irreps_in), l_max_sh, channels, tuple(paths), tuple(cgs))
+    return TensorProductPlan(
+        tuple(irreps_in), l_max_sh, channels, tuple(paths), tuple(cgs)
+    )
 
 
 def _product(coupling, h):

@@ -25,7 +25,9 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt or does not match the run."""
 
 
-def save_checkpoint(path: str | os.PathLike, state, best_params, model_config_json: str, loop: dict) -> None:
+def save_checkpoint(
+    path: str | os.PathLike, state, best_params, model_config_json: str, loop: dict
+) -> None:
     """Write a checkpoint atomically.
 
     Args:
@@ -35,7 +37,9 @@ def save_checkpoint(path: str | os.PathLike, state, best_params, model_config_js
         model_config_json: :meth:`ModelConfig.to_json` of the run (checked on restore).
         loop: JSON-like host state (numbers and strings).
     """
-    to_host = lambda tree: jax.tree.map(np.asarray, flax.serialization.to_state_dict(tree))
+    to_host = lambda tree: jax.tree.map(
+        np.asarray, flax.serialization.to_state_dict(tree)
+    )
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -47,7 +51,9 @@ def save_checkpoint(path: str | os.PathLike, state, best_params, model_config_js
     atomic_write_bytes(path, flax.serialization.msgpack_serialize(payload))
 
 
-def load_checkpoint(path: str | os.PathLike, state_template, params_template, model_config_json: str):
+def load_checkpoint(
+    path: str | os.PathLike, state_template, params_template, model_config_json: str
+):
     """Restore ``(state, best_params, loop)`` saved by :func:`save_checkpoint`.
 
     Raises:
@@ -65,7 +71,9 @@ def load_checkpoint(path: str | os.PathLike, state_template, params_template, mo
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a jaxmlp checkpoint")
     if payload.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')} is newer than {VERSION}")
+        raise CheckpointError(
+            f"{path}: checkpoint version {payload.get('version')} is newer than {VERSION}"
+        )
     if payload.get("model_config") != model_config_json:
         raise CheckpointError(
             f"{path}: checkpoint was written for another model/data configuration; "
@@ -73,7 +81,11 @@ def load_checkpoint(path: str | os.PathLike, state_template, params_template, mo
         )
     try:
         state = flax.serialization.from_state_dict(state_template, payload["state"])
-        best = flax.serialization.from_state_dict(params_template, payload["best_params"])
+        best = flax.serialization.from_state_dict(
+            params_template, payload["best_params"]
+        )
     except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(f"{path}: checkpoint does not match the run ({e})") from None
+        raise CheckpointError(
+            f"{path}: checkpoint does not match the run ({e})"
+        ) from None
     return state, best, dict(payload["loop"])

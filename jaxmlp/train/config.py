@@ -122,7 +122,11 @@ class Config:
 
 def _check_value(section: str, field: dataclasses.Field, value):
     name = f"{section}.{field.name}"
-    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+    kind = (
+        field.type
+        if isinstance(field.type, str)
+        else getattr(field.type, "__name__", "")
+    )
     optional = "None" in kind
     if value is None:
         if optional:
@@ -169,12 +173,18 @@ def _check_model(model) -> dict:
     model.setdefault("name", "nequip")
     model.setdefault("r_max", 5.0)
     if not isinstance(model["r_max"], (int, float)) or model["r_max"] <= 0:
-        raise ConfigError(f"model.r_max must be a positive number (Å), got {model['r_max']!r}")
+        raise ConfigError(
+            f"model.r_max must be a positive number (Å), got {model['r_max']!r}"
+        )
     from jaxmlp.model import ModelConfig, network
 
     hyper = {k: v for k, v in model.items() if k not in MODEL_KEYS}
     try:  # validates the name and every hyper-parameter against the architecture
-        network(ModelConfig(model["name"], ("H",), float(model["r_max"]), tuple(hyper.items())))
+        network(
+            ModelConfig(
+                model["name"], ("H",), float(model["r_max"]), tuple(hyper.items())
+            )
+        )
     except (ValueError, TypeError) as e:
         raise ConfigError(f"model: {e}") from None
     return model
@@ -200,7 +210,9 @@ def config_from_dict(data: dict) -> Config:
     if config.data.train_file is None:
         raise ConfigError("data.train_file is required")
     if config.train.dtype not in ("float32", "float64"):
-        raise ConfigError(f"train.dtype must be float32 or float64, got {config.train.dtype!r}")
+        raise ConfigError(
+            f"train.dtype must be float32 or float64, got {config.train.dtype!r}"
+        )
     for key in ("epochs", "batch_size", "eval_every", "num_buckets"):
         if getattr(config.train, key) < 1:
             raise ConfigError(f"train.{key} must be >= 1")

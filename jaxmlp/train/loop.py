@@ -22,7 +22,8 @@ import json
 import math
 import os
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -66,7 +67,10 @@ def load_data(config: Config):
     valid = read(d.valid_file) if d.valid_file else None
     test = read(d.test_file) if d.test_file else None
     if valid is None or test is None:
-        fractions = (d.valid_fraction if valid is None else 0.0, d.test_fraction if test is None else 0.0)
+        fractions = (
+            d.valid_fraction if valid is None else 0.0,
+            d.test_fraction if test is None else 0.0,
+        )
         train, split_valid, split_test = random_split(train, fractions, d.split_seed)
         valid = valid if valid is not None else split_valid
         test = test if test is not None else split_test
@@ -74,7 +78,9 @@ def load_data(config: Config):
         order = np.random.default_rng([d.split_seed, 7]).permutation(len(train))
         train = [train[i] for i in order[: d.max_train]]
     if not valid:
-        raise ConfigError("no validation structures: give data.valid_file or valid_fraction > 0")
+        raise ConfigError(
+            "no validation structures: give data.valid_file or valid_fraction > 0"
+        )
     return train, valid, test
 
 
@@ -88,7 +94,9 @@ def _atomic_energies(model_section: dict, species):
             raise ConfigError(f"model.atomic_energies lacks {missing}")
         return [float(given[s]) for s in species]
     if len(given) != len(species):
-        raise ConfigError(f"model.atomic_energies has {len(given)} values for species {list(species)}")
+        raise ConfigError(
+            f"model.atomic_energies has {len(given)} values for species {list(species)}"
+        )
     return [float(e) for e in given]
 
 
@@ -102,7 +110,9 @@ def _write_logs(run_dir: str, history: list) -> None:
             writer = csv.DictWriter(f, columns)
             writer.writeheader()
             for r in history:
-                writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
+                writer.writerow(
+                    {k: ("" if r.get(k) is None else r.get(k)) for k in columns}
+                )
         os.replace(path + ".part", path)
 
 
@@ -146,13 +156,26 @@ def _compiled_steps(model_config, settings: tuple, total_steps: int):
     (XLA CPU), and a long-lived process fitting many models (learning curves, active
     learning) would otherwise exhaust ``vm.max_map_count`` (65530) after a few fits.
     """
-    lr, name, schedule, warmup, min_ratio, clip, wd, weights, ema, loss, delta = settings
+    lr, name, schedule, warmup, min_ratio, clip, wd, weights, ema, loss, delta = (
+        settings
+    )
     optimizer = make_optimizer(
-        lr, total_steps, optimizer=name, schedule=schedule, warmup_steps=warmup,
-        min_lr_ratio=min_ratio, clip_norm=clip, weight_decay=wd,
+        lr,
+        total_steps,
+        optimizer=name,
+        schedule=schedule,
+        warmup_steps=warmup,
+        min_lr_ratio=min_ratio,
+        clip_norm=clip,
+        weight_decay=wd,
     )
     fns = make_steps(
-        make_apply_fn(model_config), optimizer, weights, ema_decay=ema, loss=loss, huber_delta=delta
+        make_apply_fn(model_config),
+        optimizer,
+        weights,
+        ema_decay=ema,
+        loss=loss,
+        huber_delta=delta,
     )
     counter = {"train": 0, "eval": 0}
 
@@ -205,7 +228,9 @@ def fit(
     atomic_write_bytes(os.path.join(run_dir, "config.yaml"), config.to_yaml().encode())
 
     train, valid, test = load_data(config)
-    species = tuple(config.model.get("species") or species_of(train + valid + (test or [])))
+    species = tuple(
+        config.model.get("species") or species_of(train + valid + (test or []))
+    )
     r_max = float(config.model["r_max"])
     train_ds = GraphDataset.build(train, species, r_max)
     valid_ds = GraphDataset.build(valid, species, r_max)
@@ -226,11 +251,16 @@ def fit(
     )
     float_dtype = np.float64 if tc.dtype == "float64" else np.float32
     buckets = make_buckets(
-        [d for d in (train_ds, valid_ds, test_ds) if d is not None], tc.batch_size, tc.num_buckets, tc.seed
+        [d for d in (train_ds, valid_ds, test_ds) if d is not None],
+        tc.batch_size,
+        tc.num_buckets,
+        tc.seed,
     )
     steps_per_epoch = math.ceil(len(train_ds) / tc.batch_size)
     total_steps = tc.epochs * steps_per_epoch
-    compiled = _compiled_steps(model.config, _step_settings(tc, steps_per_epoch), total_steps)
+    compiled = _compiled_steps(
+        model.config, _step_settings(tc, steps_per_epoch), total_steps
+    )
     optimizer, train_step, eval_step, counter, lr_fn = compiled
     compiles_at_start = dict(counter)
     compiles = {k: 0 for k in counter}
@@ -256,19 +286,29 @@ def fit(
         state = init_state(cast(model.params), optimizer)
         best_params = jax.device_get(state.ema_params)
         if resume:
-            state, best_params, loop = load_checkpoint(ckpt_path, state, best_params, config_json)
+            state, best_params, loop = load_checkpoint(
+                ckpt_path, state, best_params, config_json
+            )
             state = jax.tree.map(jnp.asarray, state)
             history = _read_history(run_dir, loop["epoch"])
         stop_reason = "epochs"
         n_steps_left = (tc.epochs - loop["epoch"]) * steps_per_epoch
-        bar = tqdm(total=max(n_steps_left, 0), desc="training", unit="step", disable=not tc.progress, dynamic_ncols=True)
+        bar = tqdm(
+            total=max(n_steps_left, 0),
+            desc="training",
+            unit="step",
+            disable=not tc.progress,
+            dynamic_ncols=True,
+        )
         try:
             for epoch in range(loop["epoch"] + 1, tc.epochs + 1):
                 count_compiles()
                 compiles_before = compiles["train"] + compiles["eval"]
                 t0 = time.perf_counter()
                 totals = None
-                for info in plan_batches(train_ds, tc.batch_size, buckets, shuffle_seed=[tc.seed, epoch]):
+                for info in plan_batches(
+                    train_ds, tc.batch_size, buckets, shuffle_seed=[tc.seed, epoch]
+                ):
                     batch = make_batch(train_ds, info.indices, info.sizes, float_dtype)
                     state, sums = train_step(state, batch)
                     totals = _add(totals, sums)
@@ -278,7 +318,8 @@ def fit(
                 record = {
                     "epoch": epoch,
                     "step": int(state.step),
-                    "learning_rate": float(lr_fn(int(state.step) - 1)) * plateau_factor(state.opt_state),
+                    "learning_rate": float(lr_fn(int(state.step) - 1))
+                    * plateau_factor(state.opt_state),
                     "lr_factor": plateau_factor(state.opt_state),
                     "train_loss": float(totals["loss"] / totals["loss_n"]),
                     **{f"train_{k}": v for k, v in metrics_from_sums(totals).items()},
@@ -289,31 +330,48 @@ def fit(
                 if evaluated:
                     vtotals = None
                     for info in plan_batches(valid_ds, tc.batch_size, buckets):
-                        batch = make_batch(valid_ds, info.indices, info.sizes, float_dtype)
+                        batch = make_batch(
+                            valid_ds, info.indices, info.sizes, float_dtype
+                        )
                         vtotals = _add(vtotals, eval_step(state.ema_params, batch))
                     vtotals = jax.device_get(vtotals)
                     valid_loss = float(vtotals["loss"] / vtotals["loss_n"])
                     record["valid_loss"] = valid_loss
-                    record |= {f"valid_{k}": v for k, v in metrics_from_sums(vtotals).items()}
+                    record |= {
+                        f"valid_{k}": v for k, v in metrics_from_sums(vtotals).items()
+                    }
                     if loop["best_valid"] is None or valid_loss < loop["best_valid"]:
-                        loop.update(best_valid=valid_loss, best_epoch=epoch, bad_evals=0)
+                        loop.update(
+                            best_valid=valid_loss, best_epoch=epoch, bad_evals=0
+                        )
                         best_params = jax.device_get(state.ema_params)
                     else:
                         loop["bad_evals"] += 1
                     if tc.schedule == "plateau":
-                        if loop["plateau_best"] is None or valid_loss < 0.999 * loop["plateau_best"]:
+                        if (
+                            loop["plateau_best"] is None
+                            or valid_loss < 0.999 * loop["plateau_best"]
+                        ):
                             loop.update(plateau_best=valid_loss, plateau_bad=0)
                         else:
                             loop["plateau_bad"] += 1
                             if loop["plateau_bad"] >= tc.plateau_patience:
-                                factor = plateau_factor(state.opt_state) * tc.plateau_factor
-                                state = state.replace(opt_state=set_plateau_factor(state.opt_state, factor))
+                                factor = (
+                                    plateau_factor(state.opt_state) * tc.plateau_factor
+                                )
+                                state = state.replace(
+                                    opt_state=set_plateau_factor(
+                                        state.opt_state, factor
+                                    )
+                                )
                                 loop["plateau_bad"] = 0
                 count_compiles()
                 record["best_epoch"] = loop["best_epoch"]
                 record["compiles_train"] = compiles["train"]
                 record["compiles_eval"] = compiles["eval"]
-                record["compiles_this_epoch"] = compiles["train"] + compiles["eval"] - compiles_before
+                record["compiles_this_epoch"] = (
+                    compiles["train"] + compiles["eval"] - compiles_before
+                )
                 record["elapsed_s"] = time.perf_counter() - t_start
                 loop["epoch"] = epoch
                 history.append(record)
@@ -327,16 +385,23 @@ def fit(
                 if callback is not None:
                     callback(epoch, record)
                 if tc.patience is not None and loop["bad_evals"] >= tc.patience:
-                    stop_reason = f"early stopping (no improvement in {tc.patience} evaluations)"
+                    stop_reason = (
+                        f"early stopping (no improvement in {tc.patience} evaluations)"
+                    )
                     break
-                if tc.max_minutes is not None and time.perf_counter() - t_start > 60 * tc.max_minutes:
+                if (
+                    tc.max_minutes is not None
+                    and time.perf_counter() - t_start > 60 * tc.max_minutes
+                ):
                     stop_reason = f"time budget of {tc.max_minutes} min"
                     break
         finally:
             bar.close()
 
     count_compiles()
-    best = Model(model.config, jax.tree.map(lambda p: np.asarray(p, np.float32), best_params))
+    best = Model(
+        model.config, jax.tree.map(lambda p: np.asarray(p, np.float32), best_params)
+    )
     save_model(best, os.path.join(run_dir, "model.jaxmlp"))
     metrics = {
         "stop_reason": stop_reason,
@@ -352,17 +417,29 @@ def fit(
         "wall_time_s": time.perf_counter() - t_start,
     }
     valid_metrics, parity = evaluate(
-        best, valid_ds, batch_size=tc.batch_size, dtype=tc.dtype, buckets=buckets, return_predictions=True
+        best,
+        valid_ds,
+        batch_size=tc.batch_size,
+        dtype=tc.dtype,
+        buckets=buckets,
+        return_predictions=True,
     )
     metrics["valid"] = valid_metrics
     metrics["test"] = None
     parity_title = "validation set"
     if test_ds is not None:
         metrics["test"], parity = evaluate(
-            best, test_ds, batch_size=tc.batch_size, dtype=tc.dtype, buckets=buckets, return_predictions=True
+            best,
+            test_ds,
+            batch_size=tc.batch_size,
+            dtype=tc.dtype,
+            buckets=buckets,
+            return_predictions=True,
         )
         parity_title = "test set"
-    atomic_write_bytes(os.path.join(run_dir, "metrics.json"), json.dumps(metrics, indent=2).encode())
+    atomic_write_bytes(
+        os.path.join(run_dir, "metrics.json"), json.dumps(metrics, indent=2).encode()
+    )
     from jaxmlp.plots import learning_curve_plot, parity_plot
 
     parity_plot(parity, os.path.join(run_dir, "parity.png"), title=parity_title)

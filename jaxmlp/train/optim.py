@@ -33,7 +33,9 @@ def learning_rate_schedule(
         min_lr_ratio: final over peak learning rate for cosine.
     """
     if schedule not in ("cosine", "plateau", "constant"):
-        raise ValueError(f"unknown schedule {schedule!r}; choose cosine, plateau or constant")
+        raise ValueError(
+            f"unknown schedule {schedule!r}; choose cosine, plateau or constant"
+        )
     warmup_steps = max(int(warmup_steps), 0)
     if schedule == "cosine":
         decay = optax.cosine_decay_schedule(
@@ -92,7 +94,9 @@ def set_plateau_factor(opt_state, factor: float):
     """A copy of ``opt_state`` with the reduce-on-plateau factor set to ``factor``."""
     last = opt_state[-1]
     old = last.hyperparams["step_size"]
-    hyper = dict(last.hyperparams, step_size=jnp.asarray(factor, jnp.asarray(old).dtype))
+    hyper = dict(
+        last.hyperparams, step_size=jnp.asarray(factor, jnp.asarray(old).dtype)
+    )
     return (*opt_state[:-1], last._replace(hyperparams=hyper))
 
 

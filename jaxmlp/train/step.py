@@ -63,13 +63,17 @@ def make_steps(
         return value, pred
 
     def train_step(state: TrainState, batch: Batch):
-        (value, pred), grads = jax.value_and_grad(objective, has_aux=True)(state.params, batch)
+        (value, pred), grads = jax.value_and_grad(objective, has_aux=True)(
+            state.params, batch
+        )
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ema = ema_update(state.ema_params, params, ema_decay, state.step)
         n = jnp.sum(batch.graph.graph_mask).astype(value.dtype)
         sums = error_sums(pred, batch.labels) | {"loss": value * n, "loss_n": n}
-        new = TrainState(params=params, opt_state=opt_state, ema_params=ema, step=state.step + 1)
+        new = TrainState(
+            params=params, opt_state=opt_state, ema_params=ema, step=state.step + 1
+        )
         return new, sums
 
     def eval_step(params, batch: Batch):
