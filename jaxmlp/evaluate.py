@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
+from jaxmlp import precision
 from jaxmlp.data.batching import GraphDataset, make_batch, make_buckets, plan_batches
 from jaxmlp.metrics import error_sums, metrics_from_sums
 from jaxmlp.model import Model
@@ -30,7 +31,7 @@ def evaluate(
     structures: Sequence[Structure] | GraphDataset,
     *,
     batch_size: int = 8,
-    dtype: str = "float32",
+    dtype: str | None = "float32",
     num_buckets: int = 2,
     buckets=None,
     return_predictions: bool = False,
@@ -48,12 +49,11 @@ def evaluate(
         dataset = structures
     else:
         dataset = GraphDataset.build(structures, model.species, model.r_max)
-    float_dtype = np.float64 if dtype == "float64" else np.float32
     if buckets is None:
         buckets = make_buckets([dataset], batch_size, num_buckets)
     totals: dict = {}
     parity = {"energy_ref": [], "energy_pred": [], "forces_ref": [], "forces_pred": []}
-    with jax.enable_x64(dtype == "float64"):
+    with precision.scope(dtype) as float_dtype:
         params = jax.tree.map(lambda p: np.asarray(p, float_dtype), model.params)
         for info in plan_batches(dataset, batch_size, buckets):
             batch = make_batch(dataset, info.indices, info.sizes, float_dtype)

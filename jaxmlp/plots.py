@@ -1,4 +1,5 @@
-"""PNG figures of a training run (matplotlib, Agg backend: no display needed).
+"""PNG figures of a training run, drawn without pyplot: no display needed and the
+caller's matplotlib backend (a notebook's inline one) is never switched.
 
 Parity plots compare predicted and reference energies (eV/atom) and force components
 (eV/Å); the learning curve shows losses and errors per epoch.
@@ -9,11 +10,16 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+def new_figure(**kwargs) -> Figure:
+    """A ``Figure`` with its own Agg canvas (``savefig`` works, pyplot is untouched)."""
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def _parity_axis(
@@ -34,7 +40,8 @@ def _parity_axis(
 
 def parity_plot(parity: dict, path: str | os.PathLike, title: str = "test set") -> str:
     """Energy (eV/atom) and force-component (eV/Å) parity plots side by side."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    fig = new_figure(figsize=(9, 4.2))
+    axes = fig.subplots(1, 2)
     _parity_axis(
         axes[0],
         parity["energy_ref"],
@@ -54,13 +61,13 @@ def parity_plot(parity: dict, path: str | os.PathLike, title: str = "test set") 
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return os.fspath(path)
 
 
 def learning_curve_plot(records: Sequence[dict], path: str | os.PathLike) -> str:
     """Train/valid loss and validation E/F MAE versus epoch (log scale)."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    fig = new_figure(figsize=(9, 3.8))
+    axes = fig.subplots(1, 2)
     epochs = [r["epoch"] for r in records]
 
     def series(key):  # epochs without the value (eval_every > 1) are skipped
@@ -91,15 +98,13 @@ def learning_curve_plot(records: Sequence[dict], path: str | os.PathLike) -> str
     axes[1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return os.fspath(path)
 
 
 def traces_plot(time_ps, series: dict, path: str | os.PathLike, title: str = "") -> str:
     """Stacked time series (e.g. temperature in K, energy in eV) versus time in ps."""
-    fig, axes = plt.subplots(
-        len(series), 1, figsize=(7, 2.4 * len(series)), sharex=True
-    )
+    fig = new_figure(figsize=(7, 2.4 * len(series)))
+    axes = fig.subplots(len(series), 1, sharex=True)
     axes = np.atleast_1d(axes)
     for ax, (label, values) in zip(axes, series.items()):
         ax.plot(time_ps, values, lw=1)
@@ -109,5 +114,4 @@ def traces_plot(time_ps, series: dict, path: str | os.PathLike, title: str = "")
         axes[0].set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return os.fspath(path)

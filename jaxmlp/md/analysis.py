@@ -104,13 +104,11 @@ def vacf(velocities, normalize: bool = True):
 
 def plot_thermo(thermo: dict, path, target_temperature: float | None = None) -> None:
     """PNG of temperature and energies against time."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from jaxmlp.plots import new_figure
 
     t = thermo["time_ps"]
-    fig, axes = plt.subplots(2, 1, figsize=(6, 5), sharex=True)
+    fig = new_figure(figsize=(6, 5))
+    axes = fig.subplots(2, 1, sharex=True)
     axes[0].plot(t, thermo["T_K"], lw=1)
     if target_temperature:
         axes[0].axhline(target_temperature, color="k", ls="--", lw=0.8)
@@ -124,20 +122,17 @@ def plot_thermo(thermo: dict, path, target_temperature: float | None = None) -> 
     axes[1].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_curve(x, y, xlabel: str, ylabel: str, path) -> None:
     """PNG of one curve (RDF, MSD, VACF)."""
-    import matplotlib
+    from jaxmlp.plots import new_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    fig = new_figure(figsize=(5, 3.5))
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax = fig.subplots()
     ax.plot(x, y, lw=1)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -27,19 +27,22 @@ from jaxmlp.md.observables import degrees_of_freedom, is_linear
 from jaxmlp.md.space import Space, make_space
 from jaxmlp.md.system import MDSystem, prepare_system
 from jaxmlp.model import Model
+from jaxmlp.precision import resolve, scope
 from jaxmlp.units import KB
 
 
 @contextlib.contextmanager
 def precision(x64: bool):
-    """``jax.enable_x64(x64)``; in float32 also silence jax-md's request for float64 sums.
+    """Room for the simulation's dtype, the caller's x64 setting respected.
 
-    jax-md accumulates kinetic energies with ``dtype=float64``
-    (``util.high_precision_sum``); without x64 JAX truncates to float32 and warns on
-    every trace. The truncation is what float32 MD means, so the warning is noise.
+    float64 enables x64 if the caller has not (:func:`jaxmlp.precision.scope`); float32
+    never disables it (the state is float32 by construction). Without x64, jax-md's
+    float64 kinetic-energy sums (``util.high_precision_sum``) are truncated to float32
+    with a warning on every trace; that truncation is what float32 MD means, so the
+    warning is silenced.
     """
-    with jax.enable_x64(x64), warnings.catch_warnings():
-        if not x64:
+    with scope("float64" if x64 else "float32"), warnings.catch_warnings():
+        if not jax.config.jax_enable_x64:
             warnings.filterwarnings(
                 "ignore",
                 message="Explicitly requested dtype float64 requested in",
@@ -191,7 +194,7 @@ def make_simulation(
     if not capacity_multiplier >= 1.0:
         raise ValueError(f"capacity_multiplier must be >= 1, got {capacity_multiplier}")
     method = INTEGRATORS[dynamics.name]
-    np_dtype = np.dtype(dtype)
+    np_dtype = resolve(dtype)  # validates the string
     if isinstance(structure, MDSystem):
         system = structure
     else:

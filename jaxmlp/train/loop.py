@@ -35,6 +35,7 @@ from jaxmlp.data.batching import GraphDataset, make_batch, make_buckets, plan_ba
 from jaxmlp.data.dataset import LabelKeys, random_split, read_structures, species_of
 from jaxmlp.data.statistics import compute_statistics
 from jaxmlp.evaluate import evaluate
+from jaxmlp import precision
 from jaxmlp.model import Model, build_model, make_apply_fn
 from jaxmlp.model_io import atomic_write_bytes, save_model
 from jaxmlp.train.checkpoint import load_checkpoint, save_checkpoint
@@ -249,7 +250,7 @@ def fit(
         avg_num_neighbors=stats.avg_num_neighbors,
         **config.hyper,
     )
-    float_dtype = np.float64 if tc.dtype == "float64" else np.float32
+    float_dtype = precision.resolve(tc.dtype)
     buckets = make_buckets(
         [d for d in (train_ds, valid_ds, test_ds) if d is not None],
         tc.batch_size,
@@ -281,7 +282,7 @@ def fit(
         "plateau_bad": 0,
         "seed": tc.seed,
     }
-    with jax.enable_x64(tc.dtype == "float64"):
+    with precision.scope(tc.dtype):
         cast = lambda tree: jax.tree.map(lambda p: jnp.asarray(p, float_dtype), tree)
         state = init_state(cast(model.params), optimizer)
         best_params = jax.device_get(state.ema_params)
