@@ -30,12 +30,12 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxmlp import precision
 from jaxmlp.compile_guard import check_mapping_headroom
 from jaxmlp.data.batching import GraphDataset, make_batch, make_buckets, plan_batches
 from jaxmlp.data.dataset import LabelKeys, random_split, read_structures, species_of
 from jaxmlp.data.statistics import compute_statistics
 from jaxmlp.evaluate import evaluate
-from jaxmlp import precision
 from jaxmlp.model import Model, build_model, make_apply_fn
 from jaxmlp.model_io import atomic_write_bytes, save_model
 from jaxmlp.train.checkpoint import load_checkpoint, save_checkpoint
