@@ -24,10 +24,10 @@ import time
 import jax
 import numpy as np
 
-from jaxmlp.cli.demo import DEMO_MODEL, DEMO_TRAIN
 from jaxmlp.datasets import write_copper_dataset
 from jaxmlp.train.config import config_from_dict
 from jaxmlp.train.loop import fit
+from jaxmlp.workflows import DEMO_MODEL, DEMO_TRAIN
 
 SIZES = (25, 50, 100, 200, 400)
 # MACE at the scale of the demo NequIP: 2 layers, 16 channels, L <= 1 hidden features,

@@ -185,13 +185,24 @@ def dataclass_factory(cls: type[nn.Module]) -> Callable[[ArchitectureSpec], Netw
 
 def _register_builtins() -> None:
     # one line per built-in architecture: name -> its flax module (its own file in nn/)
+    from jaxmlp.nn.classical import EAM, LennardJones
+    from jaxmlp.nn.dimenet import DimeNetPP
     from jaxmlp.nn.mace import MACE
     from jaxmlp.nn.nequip import NequIP
+    from jaxmlp.nn.painn import PaiNN
     from jaxmlp.nn.pair import Morse
+    from jaxmlp.nn.schnet import SchNet
 
     register_architecture("nequip", dataclass_factory(NequIP), overwrite=True)
     register_architecture("mace", dataclass_factory(MACE), overwrite=True)
     register_architecture("morse", dataclass_factory(Morse), overwrite=True)
+    register_architecture("painn", dataclass_factory(PaiNN), overwrite=True)
+    register_architecture("lj", dataclass_factory(LennardJones), overwrite=True)
+    register_architecture("eam", dataclass_factory(EAM), overwrite=True)
+    register_architecture("schnet", dataclass_factory(SchNet), overwrite=True)
+    register_architecture(
+        "dimenet++", dataclass_factory(DimeNetPP), extras=("triplets",), overwrite=True
+    )
 
 
 _register_builtins()

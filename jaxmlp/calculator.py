@@ -9,7 +9,7 @@ import jax
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
-from jaxmlp import precision
+from jaxmlp import precision, triplets
 from jaxmlp.compile_guard import check_mapping_headroom
 from jaxmlp.graph import batch_graphs, check_min_distance, neighbor_list, padding_for
 from jaxmlp.model import Model
@@ -91,6 +91,13 @@ class JaxMLPCalculator(Calculator):
         structure = Structure.from_ase(self.atoms, source="ase.Atoms")
         neighbors = neighbor_list(structure, self.model.r_max)
         check_min_distance(structure, neighbors, self.min_distance)
+        if "triplets" in self.model.config.extras:  # overflow would give NaN: say why
+            triplets.check_capacity(
+                neighbors.receivers,
+                structure.n_atoms,
+                triplets.spec_capacity(self.model.config.spec()),
+                self.atoms.get_chemical_symbols(),
+            )
         sizes = padding_for(structure.n_atoms, len(neighbors.senders), 1)
         with precision.scope(self.dtype) as float_dtype:
             graph = batch_graphs(

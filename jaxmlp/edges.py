@@ -17,6 +17,7 @@ NaN-safe there: use :func:`jaxmlp.nn.radial.mask_vectors`); padded nodes have
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -53,7 +54,10 @@ def register_extra(name: str, fn: ExtraFn, *, overwrite: bool = False) -> None:
     """Register ``fn(inputs) -> pytree`` as the builder of the extra input ``name``.
 
     The builder runs inside the traced energy function (graph and MD alike), so it must
-    be pure and give static shapes for static input shapes.
+    be pure and give static shapes for static input shapes. A builder that needs the
+    architecture's static :class:`~jaxmlp.architectures.ArchitectureSpec` (e.g. for a
+    capacity hyper-parameter) declares a keyword parameter ``spec``: it is then called
+    as ``fn(inputs, spec=spec)`` (``spec`` None where the caller has none).
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"extra name must be a non-empty string, got {name!r}")
@@ -70,8 +74,12 @@ def make_inputs(
     edge_mask,
     node_mask,
     extras: tuple[str, ...] = (),
+    spec=None,
 ) -> EdgeInputs:
-    """:class:`EdgeInputs` with the requested extras computed (the one constructor)."""
+    """:class:`EdgeInputs` with the requested extras computed (the one constructor).
+
+    ``spec`` (the model's static ``ArchitectureSpec``, or None) is passed to the extra
+    builders that declare a ``spec`` parameter."""
     inputs = EdgeInputs(
         vectors=vectors,
         species=jnp.asarray(species, jnp.int32),
@@ -87,7 +95,15 @@ def make_inputs(
         raise KeyError(
             f"no builder registered for extra inputs {missing}; known: {sorted(EXTRAS)}"
         )
-    return inputs._replace(extras={name: EXTRAS[name](inputs) for name in extras})
+    return inputs._replace(
+        extras={name: _build(EXTRAS[name], inputs, spec) for name in extras}
+    )
+
+
+def _build(fn: ExtraFn, inputs: EdgeInputs, spec):
+    if "spec" in inspect.signature(fn).parameters:
+        return fn(inputs, spec=spec)
+    return fn(inputs)
 
 
 def dummy_inputs(dtype=jnp.float32) -> EdgeInputs:

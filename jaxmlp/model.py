@@ -154,6 +154,7 @@ def make_member_apply_fn(config: ModelConfig):
         )
 
     apply_fn.extras = config.extras  # what the input builders must add
+    apply_fn.spec = config.spec()  # passed to extra builders that need it
     return apply_fn
 
 
@@ -169,6 +170,7 @@ def make_apply_fn(config: ModelConfig):
         return jnp.mean(jax.vmap(member_fn, in_axes=(0, None))(params, inputs), axis=0)
 
     apply_fn.extras = config.extras
+    apply_fn.spec = member_fn.spec
     return apply_fn
 
 
@@ -225,6 +227,7 @@ def _jitted_init(config: ModelConfig):
         d.edge_mask,
         d.node_mask,
         config.extras,
+        config.spec(),
     )
     init_one = lambda key: net.init(key, inputs)
     if config.members is None:

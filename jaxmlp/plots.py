@@ -14,6 +14,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from jaxmlp.units import MEV
+
 
 def new_figure(**kwargs) -> Figure:
     """A ``Figure`` with its own Agg canvas (``savefig`` works, pyplot is untouched)."""
@@ -22,9 +24,7 @@ def new_figure(**kwargs) -> Figure:
     return fig
 
 
-def _parity_axis(
-    ax, ref, pred, label: str, unit: str, mae_unit_scale=1000.0, mae_unit=""
-):
+def _parity_axis(ax, ref, pred, label: str, unit: str, mae_unit_scale=MEV, mae_unit=""):
     ref, pred = np.asarray(ref).ravel(), np.asarray(pred).ravel()
     ax.scatter(ref, pred, s=4, alpha=0.5, lw=0)
     if ref.size:

@@ -42,9 +42,10 @@ class MemberPredictions(NamedTuple):
 
 
 def graph_inputs(
-    graph: Graph, positions, cell, extras: tuple[str, ...] = ()
+    graph: Graph, positions, cell, extras: tuple[str, ...] = (), spec=None
 ) -> EdgeInputs:
-    """The model's :class:`~jaxmlp.edges.EdgeInputs` of a padded graph."""
+    """The model's :class:`~jaxmlp.edges.EdgeInputs` of a padded graph (``spec``: the
+    model's ArchitectureSpec, for extra builders that need it)."""
     vectors = edge_vectors(positions, cell, graph)  # [n_edges, 3] Å
     return make_inputs(
         vectors,
@@ -54,12 +55,19 @@ def graph_inputs(
         graph.edge_mask,
         graph.node_mask,
         extras,
+        spec,
     )
 
 
 def graph_energy(apply_fn, params, graph: Graph, positions, cell):
     """Per-graph and per-node energies (eV) for given positions and cells."""
-    inputs = graph_inputs(graph, positions, cell, getattr(apply_fn, "extras", ()))
+    inputs = graph_inputs(
+        graph,
+        positions,
+        cell,
+        getattr(apply_fn, "extras", ()),
+        getattr(apply_fn, "spec", None),
+    )
     node_e = apply_fn(params, inputs)
     node_e = jnp.where(graph.node_mask, node_e, 0.0)
     energy = jax.ops.segment_sum(node_e, graph.node_graph, num_segments=graph.n_graphs)

@@ -12,3 +12,4 @@ KB = _ase.kB  # Boltzmann constant, eV/K
 FS = _ase.fs  # internal (ASE / jax-md) time units per fs
 EV_PER_A3_IN_GPA = 1.0 / _ase.GPa  # 1 eV/Å³ = 160.2177 GPa
 MEV = 1000.0  # meV per eV (metrics are reported in meV/atom, meV/Å, meV/Å³)
+FS_PER_PS = 1000.0  # fs per ps (trajectory times are fs, plots and logs use ps)

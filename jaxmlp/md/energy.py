@@ -35,6 +35,7 @@ def make_energy_fn(apply_fn, displacement_fn, species):
     """
     species = jnp.asarray(species, jnp.int32)
     extras = getattr(apply_fn, "extras", ())
+    spec = getattr(apply_fn, "spec", None)  # for extra builders that need it
 
     def energy_fn(params, positions, neighbor, *, box=None, perturbation=None, kT=None):
         del kT
@@ -46,6 +47,7 @@ def make_energy_fn(apply_fn, displacement_fn, species):
             extras,
             box=box,
             perturbation=perturbation,
+            spec=spec,
         )
         return jnp.sum(apply_fn(params, inputs))
 
@@ -61,14 +63,16 @@ def neighbor_inputs(
     *,
     box=None,
     perturbation=None,
+    spec=None,
 ) -> EdgeInputs:
-    """The model's :class:`~jaxmlp.edges.EdgeInputs` from a jax-md Sparse list."""
+    """The model's :class:`~jaxmlp.edges.EdgeInputs` from a jax-md Sparse list
+    (``spec``: the model's ArchitectureSpec, for extra builders that need it)."""
     vectors, senders, receivers, edge_mask = neighbor_edges(
         displacement_fn, positions, neighbor, box=box, perturbation=perturbation
     )
     node_mask = jnp.ones(positions.shape[0], bool)
     return make_inputs(
-        vectors, species, senders, receivers, edge_mask, node_mask, extras
+        vectors, species, senders, receivers, edge_mask, node_mask, extras, spec
     )
 
 

@@ -75,7 +75,7 @@ def relax(
     relax_cell: bool = False,
     pressure: float = 0.0,
     hydrostatic: bool = False,
-    dtype: str = "float64",
+    dtype: str | None = "float64",
     chunk: int = 25,
     skin: float = 0.5,
     dt_start: float = 0.1,
@@ -94,7 +94,8 @@ def relax(
         max_steps: give up after this many FIRE steps.
         relax_cell: also relax the cell (periodic only) towards ``pressure`` GPa.
         hydrostatic: isotropic cell changes only.
-        dtype: ``"float32"`` or ``"float64"``.
+        dtype: ``"float32"``, ``"float64"`` or None (the caller's x64 setting); the
+            caller's x64 is never turned off (:mod:`jaxmlp.precision`).
         chunk: FIRE steps per compiled chunk (convergence is checked between chunks).
         skin: neighbor-list skin, Å.
         dt_start, dt_max: FIRE time steps (ASE time units, unit masses).

@@ -34,6 +34,7 @@ from jaxmlp.md.trajectory import (
 )
 from jaxmlp.model import Model
 from jaxmlp.model_io import atomic_write_bytes, load_model
+from jaxmlp.units import FS_PER_PS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +42,8 @@ class MDOptions:
     """How to run (not what to simulate: that is the :class:`Ensemble`).
 
     Attributes:
-        dtype: ``"float32"`` or ``"float64"``.
+        dtype: ``"float32"``, ``"float64"`` or None (the caller's x64 setting); the
+            caller's x64 is never turned off (:mod:`jaxmlp.precision`).
         stride: steps between written frames / thermo rows.
         frames_per_chunk: frames per compiled chunk (one host sync per chunk).
         skin: neighbor-list skin, Å.
@@ -54,7 +56,7 @@ class MDOptions:
             every good frame and the last good state); else return with the message.
     """
 
-    dtype: str = "float32"
+    dtype: str | None = "float32"
     stride: int = 10
     frames_per_chunk: int = 10
     skin: float = 0.5
@@ -324,7 +326,7 @@ def write_plots(
         r, g = analysis.rdf(positions[-last:], cells[-last:], r_max)
         paths.append(os.path.join(out_dir, "rdf.png"))
         analysis.plot_curve(r, g, "r (Å)", "g(r)", paths[-1])
-        times = np.array([a.info["time_fs"] for a in frames]) / 1000.0
+        times = np.array([a.info["time_fs"] for a in frames]) / FS_PER_PS
         paths.append(os.path.join(out_dir, "msd.png"))
         analysis.plot_curve(
             times, analysis.msd(positions, cells), "time (ps)", "MSD (Å²)", paths[-1]

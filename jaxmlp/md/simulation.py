@@ -168,7 +168,7 @@ def make_simulation(
     structure,
     dynamics: Ensemble | Fire,
     *,
-    dtype: str = "float32",
+    dtype: str | None = "float32",
     skin: float = 0.5,
     capacity_multiplier: float = 1.2,
     masses=None,
@@ -182,19 +182,20 @@ def make_simulation(
             Cells thinner than ``2 (r_max + skin)`` are replicated.
         dynamics: an :class:`~jaxmlp.md.integrators.Ensemble` or
             :class:`~jaxmlp.md.integrators.Fire`.
-        dtype: ``"float32"`` or ``"float64"`` (all state and model arithmetic).
+        dtype: ``"float32"`` or ``"float64"`` (all state and model arithmetic), or None
+            for the caller's x64 setting (:mod:`jaxmlp.precision`). float32 under the
+            caller's x64 stays float32 (inputs cast at the boundary); x64 is never
+            turned off.
         skin: neighbor-list skin, Å (see :mod:`jaxmlp.md.neighbors`).
         capacity_multiplier: neighbor slots allocated per edge found.
         masses: [n_atoms] amu (default: ASE's masses, or those set on ``ase.Atoms``).
     """
-    if dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    np_dtype = resolve(dtype)  # validates the string; None follows the caller's x64
     if not skin > 0:
         raise ValueError(f"skin must be positive (Å), got {skin}")
     if not capacity_multiplier >= 1.0:
         raise ValueError(f"capacity_multiplier must be >= 1, got {capacity_multiplier}")
     method = INTEGRATORS[dynamics.name]
-    np_dtype = resolve(dtype)  # validates the string
     if isinstance(structure, MDSystem):
         system = structure
     else:

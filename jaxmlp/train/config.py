@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from jaxmlp import precision
+
 MODEL_KEYS = ("name", "r_max", "species", "atomic_energies")
 
 
@@ -47,7 +49,7 @@ class DataConfig:
     min_distance: float = 0.1
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings (lengths in epochs unless named ``_steps``).
 
@@ -209,9 +211,9 @@ def config_from_dict(data: dict) -> Config:
     )
     if config.data.train_file is None:
         raise ConfigError("data.train_file is required")
-    if config.train.dtype not in ("float32", "float64"):
+    if config.train.dtype not in precision.DTYPES:
         raise ConfigError(
-            f"train.dtype must be float32 or float64, got {config.train.dtype!r}"
+            f"train.dtype must be one of {precision.DTYPES}, got {config.train.dtype!r}"
         )
     for key in ("epochs", "batch_size", "eval_every", "num_buckets"):
         if getattr(config.train, key) < 1:

@@ -12,6 +12,12 @@ wall-clock budget, checkpoints every epoch (resumable), and writes to the run di
     model.jaxmlp     best EMA weights (load with ``jaxmlp.load_model``)
     metrics.json     final validation/test metrics
     parity.png, learning_curve.png
+
+``fit`` composes small pieces, each usable on its own: :func:`open_run_dir`,
+:func:`prepare` (data, statistics, model, buckets and compiled steps, as a :class:`Run`),
+:func:`train_epoch`, :func:`validate`, :func:`after_validation` (best model, plateau
+schedule), :func:`stop_reason` (early stopping, time budget) and :func:`finish` (saved
+model, final metrics, plots). The host loop state is a JSON dict saved in the checkpoint.
 """
 
 from __future__ import annotations
@@ -28,19 +34,21 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from tqdm.auto import tqdm
 
 from jaxmlp import precision
 from jaxmlp.compile_guard import check_mapping_headroom
 from jaxmlp.data.batching import GraphDataset, make_batch, make_buckets, plan_batches
 from jaxmlp.data.dataset import LabelKeys, random_split, read_structures, species_of
-from jaxmlp.data.statistics import compute_statistics
+from jaxmlp.data.statistics import Statistics, compute_statistics
 from jaxmlp.evaluate import evaluate
+from jaxmlp.metrics import metrics_from_sums
 from jaxmlp.model import Model, build_model, make_apply_fn
 from jaxmlp.model_io import atomic_write_bytes, save_model
 from jaxmlp.train.checkpoint import load_checkpoint, save_checkpoint
-from jaxmlp.train.config import Config, ConfigError
-from jaxmlp.train.loss import LossWeights, metrics_from_sums
+from jaxmlp.train.config import Config, ConfigError, TrainConfig
+from jaxmlp.train.loss import LossWeights
 from jaxmlp.train.optim import (
     learning_rate_schedule,
     make_optimizer,
@@ -196,28 +204,32 @@ def _compiled_steps(model_config, settings: tuple, total_steps: int):
     return optimizer, train_step, eval_step, counter, lr_fn
 
 
-def fit(
-    config: Config,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    callback: Callable[[int, dict], None] | None = None,
-) -> FitResult:
-    """Train a model as configured (see the module docstring for the outputs).
+class Run(NamedTuple):
+    """Everything fixed for one run, from :func:`prepare` (datasets, statistics, the
+    initial model, padding buckets and the compiled steps)."""
 
-    Args:
-        config: the run configuration.
-        resume: continue from ``output/checkpoints/last.ckpt``.
-        overwrite: start afresh even if the run directory has a checkpoint.
-        callback: called as ``callback(epoch, record)`` after every epoch (after the
-            checkpoint is written); may raise to stop.
+    config: Config
+    model: Model  # initial params, statistics in the config
+    stats: Statistics
+    train_ds: GraphDataset
+    valid_ds: GraphDataset
+    test_ds: GraphDataset | None
+    buckets: list  # padding sizes, shared by training, validation and evaluation
+    float_dtype: np.dtype
+    steps_per_epoch: int
+    optimizer: optax.GradientTransformation
+    train_step: Callable  # jitted, donates the state: (state, batch) -> (state, sums)
+    eval_step: Callable  # jitted: (params, batch) -> sums
+    lr_fn: Callable  # step -> scheduled learning rate (before the plateau factor)
+    compiles: Callable[[], dict]  # {"train", "eval"} compilations since prepare()
+
+
+def open_run_dir(config: Config, *, resume: bool, overwrite: bool) -> str:
+    """Create the run directory and write ``config.yaml``; path of the checkpoint.
 
     Raises:
-        ConfigError: bad configuration, or an existing run without resume/overwrite.
-        DatasetError: bad data (names file, frame, atom).
+        ConfigError: the directory holds a run and neither resume nor overwrite is set.
     """
-    t_start = time.perf_counter()
-    tc = config.train
     run_dir = config.output
     ckpt_path = os.path.join(run_dir, CHECKPOINT)
     if os.path.exists(ckpt_path) and not (resume or overwrite):
@@ -227,7 +239,13 @@ def fit(
         )
     os.makedirs(run_dir, exist_ok=True)
     atomic_write_bytes(os.path.join(run_dir, "config.yaml"), config.to_yaml().encode())
+    return ckpt_path
 
+
+def prepare(config: Config) -> Run:
+    """Read the data, compute statistics, build the model, buckets and steps."""
+    tc = config.train
+    float_dtype = precision.resolve(tc.dtype)
     train, valid, test = load_data(config)
     species = tuple(
         config.model.get("species") or species_of(train + valid + (test or []))
@@ -250,7 +268,6 @@ def fit(
         avg_num_neighbors=stats.avg_num_neighbors,
         **config.hyper,
     )
-    float_dtype = precision.resolve(tc.dtype)
     buckets = make_buckets(
         [d for d in (train_ds, valid_ds, test_ds) if d is not None],
         tc.batch_size,
@@ -258,185 +275,146 @@ def fit(
         tc.seed,
     )
     steps_per_epoch = math.ceil(len(train_ds) / tc.batch_size)
-    total_steps = tc.epochs * steps_per_epoch
-    compiled = _compiled_steps(
-        model.config, _step_settings(tc, steps_per_epoch), total_steps
+    optimizer, train_step, eval_step, counter, lr_fn = _compiled_steps(
+        model.config,
+        _step_settings(tc, steps_per_epoch),
+        tc.epochs * steps_per_epoch,
     )
-    optimizer, train_step, eval_step, counter, lr_fn = compiled
-    compiles_at_start = dict(counter)
-    compiles = {k: 0 for k in counter}
+    at_start = dict(counter)
+    return Run(
+        config=config,
+        model=model,
+        stats=stats,
+        train_ds=train_ds,
+        valid_ds=valid_ds,
+        test_ds=test_ds,
+        buckets=buckets,
+        float_dtype=float_dtype,
+        steps_per_epoch=steps_per_epoch,
+        optimizer=optimizer,
+        train_step=train_step,
+        eval_step=eval_step,
+        lr_fn=lr_fn,
+        compiles=lambda: {k: counter[k] - at_start[k] for k in counter},
+    )
 
-    def count_compiles():
-        for k in counter:
-            compiles[k] = counter[k] - compiles_at_start[k]
 
-    config_json = model.config.to_json()
-
-    history: list = []
-    loop = {
+def initial_loop_state(seed: int) -> dict:
+    """Host-side loop state (JSON, saved in the checkpoint): last epoch done, best
+    validation loss and its epoch, evaluations without improvement (early stopping and
+    plateau schedule)."""
+    return {
         "epoch": 0,
         "best_valid": None,
         "best_epoch": 0,
         "bad_evals": 0,
         "plateau_best": None,
         "plateau_bad": 0,
-        "seed": tc.seed,
+        "seed": seed,
     }
-    with precision.scope(tc.dtype):
-        cast = lambda tree: jax.tree.map(lambda p: jnp.asarray(p, float_dtype), tree)
-        state = init_state(cast(model.params), optimizer)
-        best_params = jax.device_get(state.ema_params)
-        if resume:
-            state, best_params, loop = load_checkpoint(
-                ckpt_path, state, best_params, config_json
-            )
-            state = jax.tree.map(jnp.asarray, state)
-            history = _read_history(run_dir, loop["epoch"])
-        stop_reason = "epochs"
-        n_steps_left = (tc.epochs - loop["epoch"]) * steps_per_epoch
-        bar = tqdm(
-            total=max(n_steps_left, 0),
-            desc="training",
-            unit="step",
-            disable=not tc.progress,
-            dynamic_ncols=True,
-        )
-        try:
-            for epoch in range(loop["epoch"] + 1, tc.epochs + 1):
-                count_compiles()
-                compiles_before = compiles["train"] + compiles["eval"]
-                t0 = time.perf_counter()
-                totals = None
-                for info in plan_batches(
-                    train_ds, tc.batch_size, buckets, shuffle_seed=[tc.seed, epoch]
-                ):
-                    batch = make_batch(train_ds, info.indices, info.sizes, float_dtype)
-                    state, sums = train_step(state, batch)
-                    totals = _add(totals, sums)
-                    bar.update(1)
-                totals = jax.device_get(totals)
-                t_train = time.perf_counter() - t0
-                record = {
-                    "epoch": epoch,
-                    "step": int(state.step),
-                    "learning_rate": float(lr_fn(int(state.step) - 1))
-                    * plateau_factor(state.opt_state),
-                    "lr_factor": plateau_factor(state.opt_state),
-                    "train_loss": float(totals["loss"] / totals["loss_n"]),
-                    **{f"train_{k}": v for k, v in metrics_from_sums(totals).items()},
-                    "train_time_s": t_train,
-                    "structures_per_s": len(train_ds) / t_train,
-                }
-                evaluated = epoch % tc.eval_every == 0 or epoch == tc.epochs
-                if evaluated:
-                    vtotals = None
-                    for info in plan_batches(valid_ds, tc.batch_size, buckets):
-                        batch = make_batch(
-                            valid_ds, info.indices, info.sizes, float_dtype
-                        )
-                        vtotals = _add(vtotals, eval_step(state.ema_params, batch))
-                    vtotals = jax.device_get(vtotals)
-                    valid_loss = float(vtotals["loss"] / vtotals["loss_n"])
-                    record["valid_loss"] = valid_loss
-                    record |= {
-                        f"valid_{k}": v for k, v in metrics_from_sums(vtotals).items()
-                    }
-                    if loop["best_valid"] is None or valid_loss < loop["best_valid"]:
-                        loop.update(
-                            best_valid=valid_loss, best_epoch=epoch, bad_evals=0
-                        )
-                        best_params = jax.device_get(state.ema_params)
-                    else:
-                        loop["bad_evals"] += 1
-                    if tc.schedule == "plateau":
-                        if (
-                            loop["plateau_best"] is None
-                            or valid_loss < 0.999 * loop["plateau_best"]
-                        ):
-                            loop.update(plateau_best=valid_loss, plateau_bad=0)
-                        else:
-                            loop["plateau_bad"] += 1
-                            if loop["plateau_bad"] >= tc.plateau_patience:
-                                factor = (
-                                    plateau_factor(state.opt_state) * tc.plateau_factor
-                                )
-                                state = state.replace(
-                                    opt_state=set_plateau_factor(
-                                        state.opt_state, factor
-                                    )
-                                )
-                                loop["plateau_bad"] = 0
-                count_compiles()
-                record["best_epoch"] = loop["best_epoch"]
-                record["compiles_train"] = compiles["train"]
-                record["compiles_eval"] = compiles["eval"]
-                record["compiles_this_epoch"] = (
-                    compiles["train"] + compiles["eval"] - compiles_before
-                )
-                record["elapsed_s"] = time.perf_counter() - t_start
-                loop["epoch"] = epoch
-                history.append(record)
-                save_checkpoint(ckpt_path, state, best_params, config_json, loop)
-                _write_logs(run_dir, history)
-                f_mae = record.get("valid_forces_mae_meV_per_A")
-                bar.set_postfix_str(
-                    f"epoch {epoch} loss {record['train_loss']:.3g}"
-                    + (f" valid F {f_mae:.1f} meV/Å" if f_mae is not None else "")
-                )
-                if callback is not None:
-                    callback(epoch, record)
-                if tc.patience is not None and loop["bad_evals"] >= tc.patience:
-                    stop_reason = (
-                        f"early stopping (no improvement in {tc.patience} evaluations)"
-                    )
-                    break
-                if (
-                    tc.max_minutes is not None
-                    and time.perf_counter() - t_start > 60 * tc.max_minutes
-                ):
-                    stop_reason = f"time budget of {tc.max_minutes} min"
-                    break
-        finally:
-            bar.close()
 
-    count_compiles()
+
+def train_epoch(run: Run, state, epoch: int, on_step: Callable[[], None]):
+    """One pass over the shuffled training set: ``(state, record)``, the record holding
+    the epoch's training loss, metrics, learning rate and throughput."""
+    tc = run.config.train
+    t0 = time.perf_counter()
+    totals = None
+    for info in plan_batches(
+        run.train_ds, tc.batch_size, run.buckets, shuffle_seed=[tc.seed, epoch]
+    ):
+        batch = make_batch(run.train_ds, info.indices, info.sizes, run.float_dtype)
+        state, sums = run.train_step(state, batch)
+        totals = _add(totals, sums)
+        on_step()
+    totals = jax.device_get(totals)
+    t_train = time.perf_counter() - t0
+    record = {
+        "epoch": epoch,
+        "step": int(state.step),
+        "learning_rate": float(run.lr_fn(int(state.step) - 1))
+        * plateau_factor(state.opt_state),
+        "lr_factor": plateau_factor(state.opt_state),
+        "train_loss": float(totals["loss"] / totals["loss_n"]),
+        **{f"train_{k}": v for k, v in metrics_from_sums(totals).items()},
+        "train_time_s": t_train,
+        "structures_per_s": len(run.train_ds) / t_train,
+    }
+    return state, record
+
+
+def validate(run: Run, params) -> dict:
+    """``valid_loss`` and the ``valid_*`` metrics of ``params`` on the validation set."""
+    totals = None
+    for info in plan_batches(run.valid_ds, run.config.train.batch_size, run.buckets):
+        batch = make_batch(run.valid_ds, info.indices, info.sizes, run.float_dtype)
+        totals = _add(totals, run.eval_step(params, batch))
+    totals = jax.device_get(totals)
+    record = {"valid_loss": float(totals["loss"] / totals["loss_n"])}
+    return record | {f"valid_{k}": v for k, v in metrics_from_sums(totals).items()}
+
+
+def after_validation(tc: TrainConfig, loop: dict, state, valid_loss: float, epoch: int):
+    """Book-keeping of one validation: ``(loop, state, improved)``.
+
+    Tracks the best loss (early stopping) and, for the plateau schedule, scales the
+    learning rate by ``tc.plateau_factor`` after ``tc.plateau_patience`` evaluations
+    without a 0.1 % improvement. ``loop`` is a new dict; ``state`` changes only there.
+    """
+    loop = dict(loop)
+    improved = loop["best_valid"] is None or valid_loss < loop["best_valid"]
+    if improved:
+        loop.update(best_valid=valid_loss, best_epoch=epoch, bad_evals=0)
+    else:
+        loop["bad_evals"] += 1
+    if tc.schedule == "plateau":
+        if loop["plateau_best"] is None or valid_loss < 0.999 * loop["plateau_best"]:
+            loop.update(plateau_best=valid_loss, plateau_bad=0)
+        else:
+            loop["plateau_bad"] += 1
+            if loop["plateau_bad"] >= tc.plateau_patience:
+                factor = plateau_factor(state.opt_state) * tc.plateau_factor
+                state = state.replace(
+                    opt_state=set_plateau_factor(state.opt_state, factor)
+                )
+                loop["plateau_bad"] = 0
+    return loop, state, improved
+
+
+def stop_reason(tc: TrainConfig, loop: dict, elapsed_s: float) -> str | None:
+    """Why training stops after this epoch (None: go on), besides running out of
+    epochs."""
+    if tc.patience is not None and loop["bad_evals"] >= tc.patience:
+        return f"early stopping (no improvement in {tc.patience} evaluations)"
+    if tc.max_minutes is not None and elapsed_s > 60 * tc.max_minutes:
+        return f"time budget of {tc.max_minutes} min"
+    return None
+
+
+def finish(run: Run, best_params, history: list, summary: dict) -> FitResult:
+    """Save the best model, evaluate it on the validation and test sets, and write
+    ``metrics.json`` and the plots."""
+    tc = run.config.train
+    run_dir = run.config.output
     best = Model(
-        model.config, jax.tree.map(lambda p: np.asarray(p, np.float32), best_params)
+        run.model.config,
+        jax.tree.map(lambda p: np.asarray(p, np.float32), best_params),
     )
     save_model(best, os.path.join(run_dir, "model.jaxmlp"))
-    metrics = {
-        "stop_reason": stop_reason,
-        "epochs_run": loop["epoch"],
-        "best_epoch": loop["best_epoch"],
-        "compiles_train": compiles["train"],
-        "compiles_eval": compiles["eval"],
-        "buckets": [list(b) for b in buckets],
-        "n_train": len(train_ds),
-        "n_valid": len(valid_ds),
-        "n_test": len(test_ds) if test_ds is not None else 0,
-        "statistics": stats._asdict(),
-        "wall_time_s": time.perf_counter() - t_start,
-    }
-    valid_metrics, parity = evaluate(
+    evaluate_on = functools.partial(
+        evaluate,
         best,
-        valid_ds,
         batch_size=tc.batch_size,
         dtype=tc.dtype,
-        buckets=buckets,
+        buckets=run.buckets,
         return_predictions=True,
     )
-    metrics["valid"] = valid_metrics
+    metrics = summary
+    metrics["valid"], parity = evaluate_on(run.valid_ds)
     metrics["test"] = None
     parity_title = "validation set"
-    if test_ds is not None:
-        metrics["test"], parity = evaluate(
-            best,
-            test_ds,
-            batch_size=tc.batch_size,
-            dtype=tc.dtype,
-            buckets=buckets,
-            return_predictions=True,
-        )
+    if run.test_ds is not None:
+        metrics["test"], parity = evaluate_on(run.test_ds)
         parity_title = "test set"
     atomic_write_bytes(
         os.path.join(run_dir, "metrics.json"), json.dumps(metrics, indent=2).encode()
@@ -447,3 +425,104 @@ def fit(
     if history:
         learning_curve_plot(history, os.path.join(run_dir, "learning_curve.png"))
     return FitResult(best, run_dir, history, metrics)
+
+
+def fit(
+    config: Config,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    callback: Callable[[int, dict], None] | None = None,
+) -> FitResult:
+    """Train a model as configured (see the module docstring for the outputs).
+
+    Args:
+        config: the run configuration.
+        resume: continue from ``output/checkpoints/last.ckpt``.
+        overwrite: start afresh even if the run directory has a checkpoint.
+        callback: called as ``callback(epoch, record)`` after every epoch (after the
+            checkpoint is written); may raise to stop.
+
+    Raises:
+        ConfigError: bad configuration, or an existing run without resume/overwrite.
+        DatasetError: bad data (names file, frame, atom).
+        ValueError: ``train.dtype`` other than float32 or float64.
+    """
+    t_start = time.perf_counter()
+    tc = config.train
+    precision.resolve(tc.dtype)  # a bad dtype fails before anything is written
+    ckpt_path = open_run_dir(config, resume=resume, overwrite=overwrite)
+    run = prepare(config)
+    config_json = run.model.config.to_json()
+    history: list = []
+    loop = initial_loop_state(tc.seed)
+    stop = "epochs"
+    with precision.scope(tc.dtype):
+        cast = lambda tree: jax.tree.map(
+            lambda p: jnp.asarray(p, run.float_dtype), tree
+        )
+        state = init_state(cast(run.model.params), run.optimizer)
+        best_params = jax.device_get(state.ema_params)
+        if resume:
+            state, best_params, loop = load_checkpoint(
+                ckpt_path, state, best_params, config_json
+            )
+            state = jax.tree.map(jnp.asarray, state)
+            history = _read_history(config.output, loop["epoch"])
+        bar = tqdm(
+            total=max((tc.epochs - loop["epoch"]) * run.steps_per_epoch, 0),
+            desc="training",
+            unit="step",
+            disable=not tc.progress,
+            dynamic_ncols=True,
+        )
+        try:
+            for epoch in range(loop["epoch"] + 1, tc.epochs + 1):
+                compiles_before = sum(run.compiles().values())
+                state, record = train_epoch(run, state, epoch, lambda: bar.update(1))
+                if epoch % tc.eval_every == 0 or epoch == tc.epochs:
+                    record |= validate(run, state.ema_params)
+                    loop, state, improved = after_validation(
+                        tc, loop, state, record["valid_loss"], epoch
+                    )
+                    if improved:
+                        best_params = jax.device_get(state.ema_params)
+                compiles = run.compiles()
+                record["best_epoch"] = loop["best_epoch"]
+                record["compiles_train"] = compiles["train"]
+                record["compiles_eval"] = compiles["eval"]
+                record["compiles_this_epoch"] = sum(compiles.values()) - compiles_before
+                record["elapsed_s"] = time.perf_counter() - t_start
+                loop["epoch"] = epoch
+                history.append(record)
+                save_checkpoint(ckpt_path, state, best_params, config_json, loop)
+                _write_logs(config.output, history)
+                f_mae = record.get("valid_forces_mae_meV_per_A")
+                bar.set_postfix_str(
+                    f"epoch {epoch} loss {record['train_loss']:.3g}"
+                    + (f" valid F {f_mae:.1f} meV/Å" if f_mae is not None else "")
+                )
+                if callback is not None:
+                    callback(epoch, record)
+                reason = stop_reason(tc, loop, time.perf_counter() - t_start)
+                if reason is not None:
+                    stop = reason
+                    break
+        finally:
+            bar.close()
+
+    compiles = run.compiles()
+    summary = {
+        "stop_reason": stop,
+        "epochs_run": loop["epoch"],
+        "best_epoch": loop["best_epoch"],
+        "compiles_train": compiles["train"],
+        "compiles_eval": compiles["eval"],
+        "buckets": [list(b) for b in run.buckets],
+        "n_train": len(run.train_ds),
+        "n_valid": len(run.valid_ds),
+        "n_test": len(run.test_ds) if run.test_ds is not None else 0,
+        "statistics": run.stats._asdict(),
+        "wall_time_s": time.perf_counter() - t_start,
+    }
+    return finish(run, best_params, history, summary)
