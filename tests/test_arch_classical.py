@@ -5,10 +5,10 @@ The physics battery (equivariance, finite differences, padding, cutoff continuit
 runs for ``lj`` and ``eam`` in test_architectures.py.
 """
 
-import ase.io
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from arch_checks import cu_frames, train_and_check_md
 from ase import Atoms
 from ase.build import bulk
 
@@ -183,21 +183,6 @@ def test_fcc_copper_is_bound_near_3_6_angstrom_at_the_defaults(x64, name, r_max)
     assert -4.0 < energies[best] < -2.0  # eV/atom; copper's cohesive energy is 3.5 eV
 
 
-def cu_frames(n=8):
-    from ase.calculators.emt import EMT
-
-    frames = []
-    for i in range(n):
-        atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((1 + i % 2, 1, 1))
-        atoms.rattle(0.08, seed=i)
-        atoms.calc = EMT()
-        atoms.info["REF_energy"] = atoms.get_potential_energy()
-        atoms.arrays["REF_forces"] = atoms.get_forces()
-        atoms.calc = None
-        frames.append(atoms)
-    return frames
-
-
 def forces_mae(model, frames):
     """Mean absolute force error against the frames' EMT labels, eV/Å (one batch)."""
     structures = [Structure.from_ase(atoms) for atoms in frames]
@@ -209,61 +194,9 @@ def forces_mae(model, frames):
 
 @pytest.mark.parametrize("name", ["lj", "eam"])
 def test_trains_from_config_and_runs_md_matching_the_calculator(tmp_path, name):
-    from jaxmlp.md import Ensemble, MDOptions, run_md
-    from jaxmlp.train import config_from_dict, fit
-
     frames = cu_frames()
-    data = tmp_path / "cu.xyz"
-    ase.io.write(data, frames, format="extxyz")
-    config = config_from_dict(
-        {
-            "model": {"name": name, "r_max": 4.0},
-            "data": {
-                "train_file": str(data),
-                "valid_fraction": 0.25,
-                "test_fraction": 0.0,
-            },
-            "train": {
-                "epochs": 3,
-                "batch_size": 2,
-                "learning_rate": 0.01,
-                "num_buckets": 1,
-                "progress": False,
-            },
-            "output": str(tmp_path / "run"),
-        }
-    )
-    result = fit(config)
-    assert result.model.config.name == name and len(result.history) == 3
-    losses = [h["train_loss"] for h in result.history]
-    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+    result, _ = train_and_check_md(tmp_path, {"name": name, "r_max": 4.0}, frames)
     start = jaxmlp.Model(result.model.config, init_params(result.model.config, 0))
     before, after = forces_mae(start, frames), forces_mae(result.model, frames)
     print(f"{name}: force MAE {1e3 * before:.1f} -> {1e3 * after:.1f} meV/Å")
     assert after < before
-    path = tmp_path / f"{name}.jaxmlp"
-    jaxmlp.save_model(result.model, path)
-    model = jaxmlp.load_model(path)
-
-    out = run_md(
-        model,
-        bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2),
-        Ensemble("nve", timestep=2.0, temperature=600.0),
-        steps=40,
-        out_dir=tmp_path / "md",
-        options=MDOptions(stride=10, dtype="float64", seed=0, plots=False),
-    )
-    assert out.message == "completed"
-    trajectory = ase.io.read(out.trajectory, index=":")
-    assert len(trajectory) >= 4
-    for frame, e_pot in zip(trajectory[1:], out.thermo["Epot_eV"][1:]):
-        stored = frame.get_potential_energy()  # the trajectory's full-precision value
-        assert stored == pytest.approx(e_pot, rel=1e-9)  # the CSV keeps 10 digits
-        frame.calc = jaxmlp.JaxMLPCalculator(model, dtype="float64")
-        # extxyz keeps positions to 1e-8 Å: the recomputed energy may move by up to
-        # sum |F| * 5e-9 Å (physical forces here, unlike a barely trained network's)
-        rounding = 5e-9 * np.abs(frame.get_forces()).sum()
-        assert frame.get_potential_energy() == pytest.approx(
-            stored, abs=1e-8 + rounding
-        )
-    assert np.ptp(out.thermo["Epot_eV"]) > 1e-4  # the atoms moved on a non-flat surface

@@ -5,14 +5,11 @@ The physics battery (equivariance, finite differences, padding, cutoff continuit
 runs for ``painn`` in test_architectures.py.
 """
 
-import ase.io
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
-from ase.build import bulk
+from arch_checks import train_and_check_md
 
-import jaxmlp
 from jaxmlp import testing
 from jaxmlp.edges import make_inputs
 from jaxmlp.nn.painn import PaiNN
@@ -127,77 +124,14 @@ def test_zero_vector_features_have_finite_gradients(x64):
     assert np.abs(grads[1][np.array([0, 2])]).max() > 1e-4
 
 
-def cu_frames(n=8):
-    from ase.calculators.emt import EMT
-
-    frames = []
-    for i in range(n):
-        atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((1 + i % 2, 1, 1))
-        atoms.rattle(0.08, seed=i)
-        atoms.calc = EMT()
-        atoms.info["REF_energy"] = atoms.get_potential_energy()
-        atoms.arrays["REF_forces"] = atoms.get_forces()
-        atoms.calc = None
-        frames.append(atoms)
-    return frames
-
-
 def test_trains_from_config_and_runs_md_matching_the_calculator(tmp_path):
-    from jaxmlp.md import Ensemble, MDOptions, run_md
-    from jaxmlp.train import config_from_dict, fit
-
-    data = tmp_path / "cu.xyz"
-    ase.io.write(data, cu_frames(), format="extxyz")
-    config = config_from_dict(
+    train_and_check_md(
+        tmp_path,
         {
-            "model": {
-                "name": "painn",
-                "r_max": R_MAX,
-                "features": 8,
-                "num_interactions": 2,
-                "num_rbf": 8,
-            },
-            "data": {
-                "train_file": str(data),
-                "valid_fraction": 0.25,
-                "test_fraction": 0.0,
-            },
-            "train": {
-                "epochs": 3,
-                "batch_size": 2,
-                "learning_rate": 0.01,
-                "num_buckets": 1,
-                "progress": False,
-            },
-            "output": str(tmp_path / "run"),
-        }
+            "name": "painn",
+            "r_max": R_MAX,
+            "features": 8,
+            "num_interactions": 2,
+            "num_rbf": 8,
+        },
     )
-    result = fit(config)
-    assert result.model.config.name == "painn" and len(result.history) == 3
-    losses = [h["train_loss"] for h in result.history]
-    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
-    path = tmp_path / "painn.jaxmlp"
-    jaxmlp.save_model(result.model, path)
-    model = jaxmlp.load_model(path)
-
-    out = run_md(
-        model,
-        bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2),
-        Ensemble("nve", timestep=2.0, temperature=600.0),
-        steps=40,
-        out_dir=tmp_path / "md",
-        options=MDOptions(stride=10, dtype="float64", seed=0, plots=False),
-    )
-    assert out.message == "completed"
-    trajectory = ase.io.read(out.trajectory, index=":")
-    assert len(trajectory) >= 4
-    for frame, e_pot in zip(trajectory[1:], out.thermo["Epot_eV"][1:]):
-        stored = frame.get_potential_energy()  # the trajectory's full-precision value
-        assert stored == pytest.approx(e_pot, rel=1e-9)  # the CSV keeps 10 digits
-        frame.calc = jaxmlp.JaxMLPCalculator(model, dtype="float64")
-        # extxyz keeps positions to 1e-8 Å: allow sum |F| * 5e-9 eV on top of 1e-8
-        rounding = 5e-9 * np.abs(frame.get_forces()).sum()
-        assert frame.get_potential_energy() == pytest.approx(
-            stored, abs=1e-7 + rounding
-        )
-    assert np.ptp(out.thermo["Epot_eV"]) > 1e-4  # the atoms moved on a non-flat surface

@@ -7,15 +7,13 @@ runs for ``schnet`` in test_architectures.py.
 
 import math
 
-import ase.io
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from ase.build import bulk
-from test_arch_painn import R_MAX, cu_frames, three_atoms
+from arch_checks import train_and_check_md
+from test_arch_painn import R_MAX, three_atoms
 
-import jaxmlp
 from jaxmlp.nn.schnet import SchNet, gaussian_rbf, shifted_softplus
 
 
@@ -81,61 +79,13 @@ def test_equations_by_hand(x64):
 
 
 def test_trains_from_config_and_runs_md_matching_the_calculator(tmp_path):
-    from jaxmlp.md import Ensemble, MDOptions, run_md
-    from jaxmlp.train import config_from_dict, fit
-
-    data = tmp_path / "cu.xyz"
-    ase.io.write(data, cu_frames(), format="extxyz")
-    config = config_from_dict(
+    train_and_check_md(
+        tmp_path,
         {
-            "model": {
-                "name": "schnet",
-                "r_max": R_MAX,
-                "features": 8,
-                "num_interactions": 2,
-                "num_rbf": 8,
-            },
-            "data": {
-                "train_file": str(data),
-                "valid_fraction": 0.25,
-                "test_fraction": 0.0,
-            },
-            "train": {
-                "epochs": 3,
-                "batch_size": 2,
-                "learning_rate": 0.01,
-                "num_buckets": 1,
-                "progress": False,
-            },
-            "output": str(tmp_path / "run"),
-        }
+            "name": "schnet",
+            "r_max": R_MAX,
+            "features": 8,
+            "num_interactions": 2,
+            "num_rbf": 8,
+        },
     )
-    result = fit(config)
-    assert result.model.config.name == "schnet" and len(result.history) == 3
-    losses = [h["train_loss"] for h in result.history]
-    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
-    path = tmp_path / "schnet.jaxmlp"
-    jaxmlp.save_model(result.model, path)
-    model = jaxmlp.load_model(path)
-
-    out = run_md(
-        model,
-        bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2),
-        Ensemble("nve", timestep=2.0, temperature=600.0),
-        steps=40,
-        out_dir=tmp_path / "md",
-        options=MDOptions(stride=10, dtype="float64", seed=0, plots=False),
-    )
-    assert out.message == "completed"
-    trajectory = ase.io.read(out.trajectory, index=":")
-    assert len(trajectory) >= 4
-    for frame, e_pot in zip(trajectory[1:], out.thermo["Epot_eV"][1:]):
-        stored = frame.get_potential_energy()  # the trajectory's full-precision value
-        assert stored == pytest.approx(e_pot, rel=1e-9)  # the CSV keeps 10 digits
-        frame.calc = jaxmlp.JaxMLPCalculator(model, dtype="float64")
-        # extxyz keeps positions to 1e-8 Å: allow sum |F| * 5e-9 eV on top of 1e-8
-        rounding = 5e-9 * np.abs(frame.get_forces()).sum()
-        assert frame.get_potential_energy() == pytest.approx(
-            stored, abs=1e-8 + rounding
-        )
-    assert np.ptp(out.thermo["Epot_eV"]) > 1e-4  # the atoms moved on a non-flat surface
