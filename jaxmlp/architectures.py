@@ -12,7 +12,8 @@ neighbor normalisation and the architecture's own hyper-parameters) and returns 
 * a ``flax.linen.Module`` whose ``__call__(inputs)`` returns ``[n_nodes]`` eV (wrapped
   by :func:`from_flax`).
 
-Built-in architectures (``nequip``, ``mace``, ``morse``) are registered when this module
+Built-in architectures (``nequip``, ``mace``, ``morse``, ``lj``, ``eam``, ``bp``,
+``schnet``, ``painn``, ``dimenet++``, ``deeppot``) are registered when this module
 is imported; their modules take the five edge arrays positionally
 (:func:`from_flax_edges`). An architecture that needs more than edges (triplets, ...)
 declares ``extras``; :func:`jaxmlp.edges.make_inputs` builds them wherever a model is
@@ -185,7 +186,9 @@ def dataclass_factory(cls: type[nn.Module]) -> Callable[[ArchitectureSpec], Netw
 
 def _register_builtins() -> None:
     # one line per built-in architecture: name -> its flax module (its own file in nn/)
+    from jaxmlp.nn.behler_parrinello import BehlerParrinello
     from jaxmlp.nn.classical import EAM, LennardJones
+    from jaxmlp.nn.deeppot import DeepPotSE
     from jaxmlp.nn.dimenet import DimeNetPP
     from jaxmlp.nn.mace import MACE
     from jaxmlp.nn.nequip import NequIP
@@ -200,6 +203,8 @@ def _register_builtins() -> None:
     register_architecture("lj", dataclass_factory(LennardJones), overwrite=True)
     register_architecture("eam", dataclass_factory(EAM), overwrite=True)
     register_architecture("schnet", dataclass_factory(SchNet), overwrite=True)
+    register_architecture("bp", dataclass_factory(BehlerParrinello), overwrite=True)
+    register_architecture("deeppot", dataclass_factory(DeepPotSE), overwrite=True)
     register_architecture(
         "dimenet++", dataclass_factory(DimeNetPP), extras=("triplets",), overwrite=True
     )

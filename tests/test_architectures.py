@@ -55,6 +55,8 @@ SMALL = {
         num_output_layers=1,
         max_neighbors=64,  # the triclinic cell has 58 neighbours within 4 Å
     ),
+    "bp": dict(num_radial=4, num_angular=2, zetas=(1, 4), hidden=(8,)),
+    "deeppot": dict(embedding=(4, 8), axis_neurons=4, fitting=(8, 8)),
     "coordination": dict(hidden=6),
 }
 NAMES = sorted(ARCHITECTURES)

@@ -75,6 +75,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmlp.edges import EdgeInputs
+from jaxmlp.nn.element_networks import SpeciesDense, select_species
 from jaxmlp.nn.radial import mask_vectors, safe_norm
 
 ACTIVATIONS = {
@@ -292,36 +293,6 @@ def symmetry_functions(inputs: EdgeInputs, tables: Tables):
     angular = angular - same[None, :, None, None] * diagonal
     half = 1.0 - 0.5 * same  # unordered pairs: the ordered j != k sum over 2 for s = t
     return radial, angular * half[None, :, None, None]
-
-
-class SpeciesDense(nn.Module):
-    """One dense layer per species, applied to every atom for every species.
-
-    ``x`` [n, in] (shared input) or [n, S, in] -> [n, S, features]; LeCun-normal kernels
-    [S, in, features], zero biases.
-    """
-
-    num_species: int
-    features: int
-
-    @nn.compact
-    def __call__(self, x):
-        init = nn.initializers.lecun_normal(in_axis=-2, out_axis=-1, batch_axis=(0,))
-        kernel = self.param(
-            "kernel", init, (self.num_species, x.shape[-1], self.features)
-        )
-        bias = self.param(
-            "bias", nn.initializers.zeros, (self.num_species, self.features)
-        )
-        kernel, bias = kernel.astype(x.dtype), bias.astype(x.dtype)
-        if x.ndim == 2:
-            return jnp.einsum("ni,sio->nso", x, kernel) + bias[None]
-        return jnp.einsum("nsi,sio->nso", x, kernel) + bias[None]
-
-
-def select_species(y, species):
-    """[n, S] -> [n]: each atom's own species column."""
-    return jnp.take_along_axis(y, species[:, None], axis=1)[:, 0]
 
 
 class BehlerParrinello(nn.Module):
