@@ -316,6 +316,7 @@ def main() -> None:
                     curve[n] = r.metrics["test"]["forces_mae_meV_per_A"]
                 row["data_efficiency_forces_mae"] = curve
             rows.append(row)
+            write_partial(args, rows)
             print(
                 json.dumps(
                     {k: row[k] for k in ("dataset", "model", "params", "epochs")}
@@ -346,6 +347,16 @@ def main() -> None:
         f.write(markdown(report))
     figure(report, stem + ".png")
     print(f"wrote {stem}.json, .md, .png")
+
+
+def write_partial(args, rows) -> None:
+    """Rows so far, rewritten atomically after each model (a long run that dies keeps
+    what it measured)."""
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "model_family.partial.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump({"args": vars(args), "rows": rows}, f, indent=2)
+    os.replace(path + ".tmp", path)
 
 
 def _equal_epoch(rows):
