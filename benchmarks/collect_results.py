@@ -16,6 +16,8 @@ SECTIONS = [
     "train_accuracy",
     "mace_speed",
     "compare_mace_torch",
+    "model_family",
+    "model_family_notes",
 ]
 
 

@@ -14,8 +14,9 @@ neighbor normalisation and the architecture's own hyper-parameters) and returns 
 
 Built-in architectures (``nequip``, ``mace``, ``morse``, ``lj``, ``eam``, ``bp``,
 ``schnet``, ``painn``, ``dimenet++``, ``deeppot``) are registered when this module
-is imported; their modules take the five edge arrays positionally
-(:func:`from_flax_edges`). An architecture that needs more than edges (triplets, ...)
+is imported, each with one line in :func:`_register_builtins`; a module whose
+``__call__`` takes the five edge arrays positionally is wrapped by
+:func:`from_flax_edges`, one taking ``inputs`` by :func:`from_flax`. An architecture that needs more than edges (triplets, ...)
 declares ``extras``; :func:`jaxmlp.edges.make_inputs` builds them wherever a model is
 called. Import errors are never swallowed.
 """

@@ -1,4 +1,4 @@
-"""Command line: ``jaxmlp train | eval | md | relax | demo``.
+"""Command line: ``jaxmlp train | eval | md | relax | demo | analyze``.
 
 Each sub-command lives in its own module exposing ``add_parser(subparsers)``, which
 registers the command and sets ``func`` (``args -> exit code``) as its default.
@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = ("jaxmlp.cli.train", "jaxmlp.cli.md", "jaxmlp.cli.demo")
+COMMAND_MODULES = tuple(f"jaxmlp.cli.{n}" for n in ("train", "md", "demo", "analyze"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -39,7 +39,7 @@ its (n+1)(n+2)/2 monomials x^a y^b z^c with multinomial weights n!/(a! b! c!). F
 the j = k terms (c = 1, sum_j g_j^2, also a segment sum) are removed and the ordered sum
 halved. Memory is O(n_edges * num_angular * n_monomials), n_monomials =
 (zeta_max+1)(zeta_max+2)(zeta_max+3)/6 (165 for zeta_max = 8); the identity is exact
-(checked against a loop over triplets to 1e-12 in tests/test_arch_bp.py).
+(checked against a loop over triplets to 1e-10 relative in tests/test_arch_bp.py).
 
 Normalisation (no pass over the data at init): each function is divided by its
 expected value for an ideal gas of neighbours of uniform density
