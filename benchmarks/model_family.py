@@ -183,6 +183,14 @@ def speed(model, structures, repeats):
     return rows
 
 
+def md_start(path):
+    """The first test structure MD can run: fully periodic or free (no slabs)."""
+    for atoms in ase.io.read(path, index=":"):
+        if atoms.pbc.all() or not atoms.pbc.any():
+            return atoms
+    raise ValueError(f"{path}: no fully periodic or free structure for MD")
+
+
 def md_stability(model, atoms, dataset, work, ps):
     """NVE at 1.5x the training temperature: first time (ps) with |dE| > 1 meV/atom."""
     dt = TIMESTEP[dataset]
@@ -262,7 +270,17 @@ def main() -> None:
         "--quick", action="store_true", help="tiny budgets (CI, notebook)"
     )
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
+    parser.add_argument(
+        "--render",
+        nargs="+",
+        metavar="JSON",
+        help="no runs: merge the rows of earlier runs' model_family(.partial).json "
+        "files (e.g. one per dataset) into one report",
+    )
     args = parser.parse_args()
+    if args.render:
+        render(args.render, args.out)
+        return
     if args.quick:
         args.minutes, args.sizes, args.steps, args.repeats, args.md_ps = (
             0.3,
@@ -279,7 +297,7 @@ def main() -> None:
     rows = []
     for dataset in args.datasets:
         d = data[dataset]
-        test_atoms = ase.io.read(d["test"], index=0)
+        test_atoms = md_start(d["test"])
         for name in names:
             result, cpu, wall = train(name, d, dataset, work, minutes=args.minutes)
             model, test = result.model, result.metrics["test"]
@@ -324,23 +342,30 @@ def main() -> None:
                 ),
                 flush=True,
             )
-    machine = {
+    report = {
+        "args": vars(args),
+        "train": TRAIN,
+        "r_max": R_MAX,
+        "machine": machine_info(),
+        "rows": rows,
+        "published_rmd17_ethanol_forces_mae": PUBLISHED_RMD17_ETHANOL,
+    }
+    write_report(report, args.out)
+
+
+def machine_info() -> dict:
+    return {
         "platform": platform.platform(),
         "cpu_affinity": sorted(os.sched_getaffinity(0)),
         "jax": jax.__version__,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "load_average_1_5_15": list(os.getloadavg()),
     }
-    report = {
-        "args": vars(args),
-        "train": TRAIN,
-        "r_max": R_MAX,
-        "machine": machine,
-        "rows": rows,
-        "published_rmd17_ethanol_forces_mae": PUBLISHED_RMD17_ETHANOL,
-    }
-    os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, "model_family")
+
+
+def write_report(report, out) -> None:
+    os.makedirs(out, exist_ok=True)
+    stem = os.path.join(out, "model_family")
     with open(stem + ".json", "w") as f:
         json.dump(report, f, indent=2)
     with open(stem + ".md", "w") as f:
@@ -349,13 +374,40 @@ def main() -> None:
     print(f"wrote {stem}.json, .md, .png")
 
 
+def render(paths, out) -> None:
+    """One report from the rows of several runs (their args listed per dataset)."""
+    runs = [json.load(open(p)) for p in paths]
+    rows = [r for run in runs for r in run["rows"]]
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    args = dict(runs[0]["args"])
+    args["datasets"] = datasets
+    args["per_dataset"] = {
+        d: next(
+            run["args"] for run in runs if any(r["dataset"] == d for r in run["rows"])
+        )
+        for d in datasets
+    }
+    report = {
+        "args": args,
+        "train": TRAIN,
+        "r_max": R_MAX,
+        "machine": runs[0].get("machine") or machine_info(),
+        "rows": rows,
+        "published_rmd17_ethanol_forces_mae": PUBLISHED_RMD17_ETHANOL,
+        "merged_from": [os.path.abspath(p) for p in paths],
+    }
+    write_report(report, out)
+
+
 def write_partial(args, rows) -> None:
     """Rows so far, rewritten atomically after each model (a long run that dies keeps
     what it measured)."""
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "model_family.partial.json")
     with open(path + ".tmp", "w") as f:
-        json.dump({"args": vars(args), "rows": rows}, f, indent=2)
+        json.dump(
+            {"args": vars(args), "rows": rows, "machine": machine_info()}, f, indent=2
+        )
     os.replace(path + ".tmp", path)
 
 
@@ -378,13 +430,14 @@ def markdown(report) -> str:
         f"core(s) {report['machine']['cpu_affinity']}, XLA flags `{report['machine']['xla_flags']}`, "
         f"jax {report['machine']['jax']}. Speed: one energy+forces+stress call, CPU time, median of "
         f"{a['repeats']}. MD: NVE at 1.5x the training temperature, stable until |ΔE_tot| > 1 meV/atom "
-        f"(at most {a['md_ps']} ps; atom·steps/s over the whole run, compilation included).",
+        f"(at most the time given per dataset; atom·steps/s over the whole run, compilation included).",
         "",
     ]
     for dataset in a["datasets"]:
         rows = [r for r in report["rows"] if r["dataset"] == dataset]
         if not rows:
             continue
+        da = a.get("per_dataset", {}).get(dataset, a)  # that dataset's run
         ref = rows[0]["reference_cpu_s_per_structure"]
         common, at_epoch = _equal_epoch(rows)
         sizes = [s["n_atoms"] for s in rows[0]["speed"]]
@@ -392,7 +445,8 @@ def markdown(report) -> str:
             f"### {dataset}",
             "",
             f"Reference: {'ASE EMT (108 atoms)' if dataset == 'copper' else 'GFN2-xTB via tblite (9 atoms)'}, "
-            f"{1e3 * ref:.2f} ms CPU per structure. Equal epochs: validation force MAE at epoch {common}.",
+            f"{1e3 * ref:.2f} ms CPU per structure. Training budget {da['minutes']} CPU-minutes "
+            f"per model; NVE at most {da['md_ps']} ps. Equal epochs: validation force MAE at epoch {common}.",
             "",
             "| model | params | epochs | test E MAE meV/atom | test F MAE meV/Å | test F RMSE meV/Å | "
             f"valid F MAE @ epoch {common} | "
@@ -430,7 +484,7 @@ def markdown(report) -> str:
             lines += [
                 "",
                 f"Data efficiency ({dataset}): test force MAE (meV/Å) vs training structures "
-                f"({a['steps']} optimizer steps each); published rMD17 ethanol (DFT, 1000 structures) "
+                f"({da['steps']} optimizer steps each); published rMD17 ethanol (DFT, 1000 structures) "
                 "for orientation.",
                 "",
                 "| model | "
