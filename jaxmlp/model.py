@@ -238,11 +238,15 @@ def _jitted_init(config: ModelConfig):
 def init_params(config: ModelConfig, seed: int = 0):
     """Random float32 params for ``config`` (a tiny dummy graph fixes the shapes).
 
-    A committee's members get independent initialisations (keys split from ``seed``).
+    A committee's members get independent initialisations: member 0 that of a single
+    model with ``seed`` (so a committee of one is that model), member k > 0 the key
+    ``fold_in(key(seed), k)``.
     """
     key = jax.random.key(seed)
     if config.members is not None:
-        key = jax.random.split(key, config.members)
+        key = jnp.stack(
+            [key] + [jax.random.fold_in(key, k) for k in range(1, config.members)]
+        )
     params = _jitted_init(config)(key)
     return jax.tree.map(
         lambda p: (

@@ -48,6 +48,14 @@ def add_parser(subparsers) -> None:
     md.add_argument(
         "--min-distance", type=float, default=0.5, help="Å; closer atoms stop the run"
     )
+    md.add_argument(
+        "--max-force-std",
+        type=float,
+        default=None,
+        help="eV/Å, committee models: stop after the chunk in which a frame's largest "
+        "per-atom force spread exceeds this (the spread is always recorded: thermo "
+        "column forces_std_max_eV_per_A, trajectory array forces_std)",
+    )
     md.add_argument("--restart", default=None, help="continue from this restart.npz")
     md.add_argument("--no-plots", action="store_true")
     md.add_argument("--out", required=True, help="output directory")
@@ -119,6 +127,7 @@ def run_md_command(args: argparse.Namespace) -> int:
             min_distance=args.min_distance,
             seed=args.seed,
             plots=not args.no_plots,
+            max_force_std=args.max_force_std,
         )
         common = dict(
             steps=args.steps,

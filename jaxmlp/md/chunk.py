@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmlp.compile_guard import check_mapping_headroom
-from jaxmlp.md.energy import min_edge_length, stress_fn
+from jaxmlp.md.energy import forces_std, min_edge_length, stress_fn
 from jaxmlp.md.momenta import maxwell_boltzmann, remove_rotation
 from jaxmlp.md.simulation import Simulation
 
@@ -42,6 +42,7 @@ class Frames(NamedTuple):
     extended: jnp.ndarray  # [F] thermostat/barostat energy, eV
     min_distance: jnp.ndarray  # [F] shortest neighbor distance, Å
     error: jnp.ndarray  # [F] int32 jax-md neighbor error bits accumulated so far
+    forces_std: jnp.ndarray  # [F, n, 3] committee force spread, eV/Å, INPUT frame
 
 
 def make_step_fn(sim: Simulation):
@@ -62,7 +63,16 @@ def make_step_fn(sim: Simulation):
 
 
 def make_observe_fn(sim: Simulation):
-    """``observe_fn(params, carry, kT) -> Frames`` of one frame (no leading axis)."""
+    """``observe_fn(params, carry, kT) -> Frames`` of one frame (no leading axis).
+
+    For a committee the frame carries every atom's force spread (standard deviation of
+    the members' forces, per component, times the model's ``uncertainty_scale``),
+    computed inside the compiled chunk: no extra host sync. It is reported in the
+    input structure's orientation (``sim.system.rotation`` undone), as the trajectory
+    is; zeros for a single model.
+    """
+    scale = getattr(sim.model.config, "uncertainty_scale", 1.0)
+    to_input = sim.system.rotation.T  # md_frame = input_frame @ rotation
 
     def observe_fn(params, carry: Carry, kT) -> Frames:
         integrator = sim.integrator(params)
@@ -77,6 +87,12 @@ def make_observe_fn(sim: Simulation):
             energy, stress = stress_fn(sim.energy_fn, params, state.position, nbrs, box)
             cell = box.T
             positions = sim.cartesian(state.position, box)  # [n, 3] Å
+        if sim.member_energy_fn is None:
+            spread = jnp.zeros_like(state.force)
+        else:
+            spread = scale * forces_std(
+                sim.member_energy_fn, params, state.position, nbrs, box, to_input
+            )
         return Frames(
             positions=positions,
             momenta=state.momentum,
@@ -89,6 +105,7 @@ def make_observe_fn(sim: Simulation):
                 sim.space.displacement_fn, state.position, nbrs, box
             ),
             error=nbrs.error.code.astype(jnp.int32),
+            forces_std=spread.astype(dtype),
         )
 
     return observe_fn

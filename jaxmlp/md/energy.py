@@ -7,8 +7,9 @@ box=None, perturbation=None, kT=None) -> eV``: the jax-md Sparse neighbor list g
 ``apply_fn`` gives per-atom energies. Gradients with respect to fractional positions are
 real-space gradients (jax-md defines the derivative of the fractional-to-Cartesian map
 as the identity), so ``-grad`` is the force in eV/Å in both parameterisations.
-:func:`stress_fn` is the strain derivative (eV/Å³) and :func:`min_edge_length` the
-shortest neighbor distance, a blow-up indicator.
+:func:`stress_fn` is the strain derivative (eV/Å³), :func:`forces_std` a committee's
+force spread and :func:`min_edge_length` the shortest neighbor distance, a blow-up
+indicator.
 """
 
 from __future__ import annotations
@@ -110,6 +111,28 @@ def stress_fn(energy_fn, params, positions, neighbor, box):
 
     energy, de_deps = jax.value_and_grad(energy_of_strain)(jnp.zeros_like(box))
     return energy, de_deps / jnp.abs(jnp.linalg.det(box))
+
+
+def forces_std(member_energy_fn, params, positions, neighbor, box=None, rotation=None):
+    """[n, 3] eV/Å: standard deviation (over members, ddof=0) of a committee's forces,
+    per component; ``params`` carry the leading member axis, ``member_energy_fn`` is
+    one member's ``energy_fn``. One vmapped gradient (K member force evaluations).
+
+    Per-component spreads depend on the frame (their per-atom norm does not):
+    ``rotation`` [3, 3] maps the MD frame to the frame to report in
+    (``forces_out = forces @ rotation``) before the spread is taken.
+    """
+    kwargs = {} if box is None else {"box": box}
+
+    def member_forces(p):
+        return -jax.grad(lambda x: member_energy_fn(p, x, neighbor, **kwargs))(
+            positions
+        )
+
+    forces = jax.vmap(member_forces)(params)  # [K, n, 3]
+    if rotation is not None:
+        forces = forces @ jnp.asarray(rotation, forces.dtype)
+    return jnp.std(forces, axis=0)
 
 
 def min_edge_length(displacement_fn, positions, neighbor, box=None) -> jnp.ndarray:

@@ -158,6 +158,11 @@ def reallocate(
             further compression before cells get smaller than the cutoff; the list is
             then a superset of the pairs, which is safe).
     """
+    with precision(sim.x64):  # callers outside advance (replicas) get the run's dtype
+        return _reallocate(sim, carry, batched, growth, shrink)
+
+
+def _reallocate(sim, carry, batched, growth, shrink):
     integrator = sim.integrator(None)
     carries = (
         [_replica(carry, i) for i in range(carry.ref_box.shape[0])]
@@ -234,8 +239,9 @@ def advance(
         on_frames: ``on_frames(frames_numpy, first_step)`` once per accepted chunk
             (frames ``[..., F, ...]``; steps ``first_step + stride * i``).
         on_chunk: ``on_chunk(progress)`` after every accepted chunk (e.g. a restart).
-        until: ``until(frames_numpy) -> bool`` stops after an accepted chunk
-            (message ``"converged"``).
+        until: ``until(frames_numpy, first_step)`` (as ``on_frames``) stops after an
+            accepted chunk when it returns something truthy: a string becomes the
+            message, anything else ``"converged"``.
         max_reallocations: give up after this many reallocations in a row.
 
     Raises:
@@ -293,15 +299,17 @@ def advance(
                     f"{reason}; the last good state is step {progress.step}"
                 )
                 raise MDBlowUpError(progress.message, progress)
+            first_step = progress.step + stride
             if on_frames is not None:
-                on_frames(frames, progress.step + stride)
+                on_frames(frames, first_step)
             progress.carry = carry
             progress.step += n * stride
             remaining -= n
             if on_chunk is not None:
                 on_chunk(progress)
-            if until is not None and until(frames):
-                progress.message = "converged"
+            stop = until(frames, first_step) if until is not None else None
+            if stop:
+                progress.message = stop if isinstance(stop, str) else "converged"
                 return progress
         progress.message = "completed"
     return progress

@@ -16,7 +16,9 @@ import numpy as np
 
 from jaxmlp.units import EV_PER_A3_IN_GPA, KB
 
-#: columns of ``thermo.csv`` (the last is empty, NaN, for Langevin: no conserved energy)
+#: columns of ``thermo.csv``: ``conserved_eV`` is NaN for Langevin (no conserved
+#: energy); ``forces_std_max_eV_per_A`` (a committee's largest per-atom force spread,
+#: DP-GEN's criterion) is NaN for a single model
 THERMO_COLUMNS = (
     "step",
     "time_ps",
@@ -27,6 +29,7 @@ THERMO_COLUMNS = (
     "pressure_GPa",
     "volume_A3",
     "conserved_eV",
+    "forces_std_max_eV_per_A",
 )
 
 
@@ -68,6 +71,13 @@ def pressure_gpa(kinetic, stress, volume):
     return (2.0 * kinetic / (3.0 * volume) - trace / 3.0) * EV_PER_A3_IN_GPA
 
 
+def max_atom_spread(forces_std):
+    """[...] the largest per-atom norm of a force spread ``forces_std`` [..., n, 3]
+    eV/Å (0 for no atoms)."""
+    norms = np.linalg.norm(np.asarray(forces_std, np.float64), axis=-1)
+    return norms.max(axis=-1, initial=0.0)
+
+
 def thermo_rows(
     frames,
     masses,
@@ -78,8 +88,9 @@ def thermo_rows(
     timestep: float,
     periodic: bool,
     conserved: bool,
+    committee: bool = False,
 ) -> np.ndarray:
-    """[n_frames, 9] rows of :data:`THERMO_COLUMNS` from host frames.
+    """[n_frames, 10] rows of :data:`THERMO_COLUMNS` from host frames.
 
     Args:
         frames: :class:`~jaxmlp.md.chunk.Frames` of one trajectory (leading axis frames).
@@ -88,6 +99,7 @@ def thermo_rows(
         timestep: fs.
         periodic: periodic cell (pressure and volume) or free (NaN and 0).
         conserved: the dynamics has a conserved energy (else the column is NaN).
+        committee: the model is a committee (else the spread column is NaN).
     """
     masses = np.asarray(masses, np.float64)
     ke = kinetic_energy(np.asarray(frames.momenta, np.float64), masses)
@@ -112,6 +124,9 @@ def thermo_rows(
             pressure,
             volume,
             extended if conserved else np.full_like(epot, np.nan),
+            max_atom_spread(frames.forces_std)
+            if committee
+            else np.full_like(epot, np.nan),
         ],
         1,
     )

@@ -111,7 +111,7 @@ def relax(
     programs = programs or Programs()
     progress = start(sim, programs, model.params)
 
-    def converged(frames):
+    def converged(frames, first_step=None):
         f, s = _errors(frames, config)
         return f <= fmax and s <= stress_tol
 

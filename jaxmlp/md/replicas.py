@@ -23,7 +23,13 @@ import numpy as np
 from jaxmlp.md.chunk import Carry, Programs
 from jaxmlp.md.integrators import INTEGRATORS, Ensemble
 from jaxmlp.md.loop import Progress, advance, guards_for, reallocate, start
-from jaxmlp.md.run import MDOptions, frames_to_atoms, initial_frame, rows_of
+from jaxmlp.md.run import (
+    MDOptions,
+    frames_to_atoms,
+    initial_frame,
+    rows_of,
+    spread_stop,
+)
 from jaxmlp.md.simulation import make_simulation
 from jaxmlp.md.trajectory import ThermoWriter, TrajectoryWriter, read_thermo
 from jaxmlp.model import Model
@@ -96,6 +102,7 @@ def run_replicas(
         capacity_multiplier=options.capacity_multiplier,
     )
     stride = options.stride
+    until = spread_stop(sim, options)  # validates before anything is written
     writers = []
     for i in range(n_replicas):
         directory = os.path.join(os.fspath(out_dir), f"replica_{i}")
@@ -145,6 +152,7 @@ def run_replicas(
             guards=guards_for(sim, options.min_distance, max_temperature),
             on_frames=on_frames,
             on_chunk=lambda p: log(f"step {p.step}"),
+            until=until,
         )
     finally:
         for traj, thermo in writers:

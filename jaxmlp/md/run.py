@@ -23,7 +23,7 @@ from jaxmlp.md.chunk import Programs
 from jaxmlp.md.integrators import Ensemble
 from jaxmlp.md.loop import MDBlowUpError, Progress, advance, guards_for, start
 from jaxmlp.md.neighbors import describe_errors
-from jaxmlp.md.observables import thermo_rows
+from jaxmlp.md.observables import max_atom_spread, thermo_rows
 from jaxmlp.md.restart import load_restart, save_restart
 from jaxmlp.md.simulation import Simulation, make_simulation, precision
 from jaxmlp.md.trajectory import (
@@ -54,6 +54,10 @@ class MDOptions:
         plots: write PNG plots.
         raise_on_blowup: raise :class:`~jaxmlp.md.loop.MDBlowUpError` (after writing
             every good frame and the last good state); else return with the message.
+        max_force_std: eV/Å, committee models only: stop at the end of the first chunk
+            in which a frame's largest per-atom force spread exceeds it (that chunk's
+            frames are all written, the restart is at its end; the message names the
+            first such frame). None: never stop for it (the spread is still recorded).
     """
 
     dtype: str | None = "float32"
@@ -66,10 +70,45 @@ class MDOptions:
     seed: int = 0
     plots: bool = True
     raise_on_blowup: bool = True
+    max_force_std: float | None = None
 
     def __post_init__(self):
         if self.stride < 1 or self.frames_per_chunk < 1:
             raise ValueError(f"stride and frames_per_chunk must be >= 1, got {self}")
+        if self.max_force_std is not None and not self.max_force_std > 0:
+            raise ValueError(
+                f"max_force_std must be positive (eV/Å), got {self.max_force_std}"
+            )
+
+
+def spread_stop(sim: Simulation, options: MDOptions):
+    """``until(frames, first_step)`` for :func:`~jaxmlp.md.loop.advance`: a message
+    when a frame's largest per-atom force spread exceeds ``options.max_force_std``
+    (any replica, if batched), else None (also returned when there is no limit).
+
+    Raises ValueError for a limit on a model that is not a committee.
+    """
+    limit = options.max_force_std
+    if limit is None:
+        return None
+    if sim.member_energy_fn is None:
+        raise ValueError(
+            "max_force_std needs a committee model (members=K); this model has one"
+        )
+
+    def until(frames, first_step):
+        spread = max_atom_spread(frames.forces_std)  # [..., F]
+        over = np.nonzero((spread > limit).reshape(-1, spread.shape[-1]).any(0))[0]
+        if len(over) == 0:
+            return None
+        i = int(over[0])
+        step = first_step + options.stride * i
+        return (
+            f"stopped: force spread {float(spread[..., i].max()):.4g} eV/Å above "
+            f"max_force_std {limit:.4g} eV/Å at step {step}"
+        )
+
+    return until
 
 
 @dataclasses.dataclass
@@ -115,6 +154,9 @@ def frames_to_atoms(sim: Simulation, frames, first_step: int, stride: int) -> li
             np.asarray(frames.cell[i], np.float64) @ rot.T if system.periodic else None
         )
         stress = rot @ np.asarray(frames.stress[i], np.float64) @ rot.T
+        spread = None
+        if sim.member_energy_fn is not None:
+            spread = np.asarray(frames.forces_std[i], np.float64)  # input frame
         out.append(
             frame_atoms(
                 system.numbers,
@@ -126,6 +168,7 @@ def frames_to_atoms(sim: Simulation, frames, first_step: int, stride: int) -> li
                 cell=cell,
                 stress=stress,
                 info={"step": int(step), "time_fs": float(step * timestep)},
+                forces_std=spread,
             )
         )
     return out
@@ -142,6 +185,7 @@ def rows_of(sim: Simulation, frames, first_step: int, stride: int) -> np.ndarray
         timestep=sim.dynamics.timestep,
         periodic=sim.system.periodic,
         conserved=sim.method.conserved_energy,
+        committee=sim.member_energy_fn is not None,
     )
 
 
@@ -211,6 +255,7 @@ def run_md(
             f"neighbor cutoff: {sim.system.n_atoms} atoms"
         )
     stride = options.stride
+    until = spread_stop(sim, options)  # validates before anything is written
     traj = TrajectoryWriter(paths["trajectory"], append=append)
     thermo = ThermoWriter(paths["thermo"], append=append)
     t0 = time.perf_counter()
@@ -243,6 +288,7 @@ def run_md(
             guards=guards_for(sim, options.min_distance, options.max_temperature),
             on_frames=on_frames,
             on_chunk=on_chunk,
+            until=until,
         )
     except MDBlowUpError as error:
         progress = error.status

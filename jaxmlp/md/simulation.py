@@ -70,6 +70,9 @@ class Simulation:
         neighbor_fns: jax-md allocate/update on the list's frame.
         update_fn: ``(list_positions, nbrs, ref_box, box) -> (nbrs, ref_box)``, the
             declared rebuild policy.
+        member_energy_fn: for a committee model, ``energy_fn`` of ONE member (params
+            without the member axis; vmapped for the force spread of each frame),
+            else None.
     """
 
     model: Model
@@ -84,6 +87,7 @@ class Simulation:
     energy_fn: Callable
     neighbor_fns: neighbors.NeighborFns
     update_fn: Callable
+    member_energy_fn: Callable | None = None
 
     @property
     def x64(self) -> bool:
@@ -220,6 +224,11 @@ def make_simulation(
         energy_fn = make_energy_fn(
             model.apply_fn, space.displacement_fn, system.species
         )
+        member_energy_fn = None
+        if model.members is not None:
+            member_energy_fn = make_energy_fn(
+                model.member_apply_fn, space.displacement_fn, system.species
+            )
         neighbor_fns = neighbors.make_neighbor_fns(
             system,
             list_space.displacement_fn,
@@ -245,4 +254,5 @@ def make_simulation(
         energy_fn,
         neighbor_fns,
         update_fn,
+        member_energy_fn,
     )

@@ -4,7 +4,9 @@ Frames are written in ASE's conventions so that ``ase.io.read(path, ":")`` gives
 whose ``get_potential_energy()`` / ``get_forces()`` / ``get_stress()`` come from a
 SinglePointCalculator (eV, eV/Å, eV/Å³) and whose ``get_momenta()`` are ASE momenta
 (amu Å per ASE time unit), so ``get_kinetic_energy()`` (eV) and ``get_temperature()``
-(K) are right. Each write is flushed and fsynced: a killed run keeps its frames.
+(K) are right. A committee's frames also carry ``atoms.arrays["forces_std"]`` ([n, 3]
+eV/Å, the members' force spread per component) and ``atoms.info["forces_std_max"]``
+(eV/Å, its largest per-atom norm). Each write is flushed and fsynced: a killed run keeps its frames.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.data import atomic_masses
 
 from jaxmlp.calculator import full_3x3_to_voigt
-from jaxmlp.md.observables import THERMO_COLUMNS
+from jaxmlp.md.observables import THERMO_COLUMNS, max_atom_spread
 
 
 def frame_atoms(
@@ -32,6 +34,7 @@ def frame_atoms(
     cell=None,
     stress=None,
     info=None,
+    forces_std=None,
 ) -> ase.Atoms:
     """One frame as ``ase.Atoms`` with a SinglePointCalculator.
 
@@ -39,6 +42,7 @@ def frame_atoms(
         numbers: [n] Z. masses: [n] amu. positions: [n, 3] Å. momenta: [n, 3] ASE units.
         forces: [n, 3] eV/Å. energy: eV. cell: [3, 3] Å or None (free boundaries).
         stress: [3, 3] eV/Å³ or None. info: extra ``atoms.info`` entries (e.g. step).
+        forces_std: [n, 3] eV/Å committee force spread, or None (a single model).
     """
     periodic = cell is not None
     atoms = ase.Atoms(numbers=numbers, positions=positions, cell=cell, pbc=periodic)
@@ -50,6 +54,10 @@ def frame_atoms(
         results["stress"] = full_3x3_to_voigt(np.asarray(stress))
     atoms.calc = SinglePointCalculator(atoms, **results)
     atoms.info.update(info or {})
+    if forces_std is not None:
+        forces_std = np.asarray(forces_std, np.float64)
+        atoms.arrays["forces_std"] = forces_std
+        atoms.info["forces_std_max"] = float(max_atom_spread(forces_std))
     return atoms
 
 

@@ -1,8 +1,9 @@
 """Training configuration: YAML -> dataclasses, with ``--set key=value`` overrides.
 
-Sections: ``model`` (``name``, ``r_max``, optional ``species`` and ``atomic_energies``,
-plus any hyper-parameter of the architecture, e.g. ``num_layers``, ``channels``,
-``l_max``), ``data``, ``train`` and ``output`` (the run directory). Unknown keys are an
+Sections: ``model`` (``name``, ``r_max``, optional ``species``, ``atomic_energies`` and
+``ensemble`` (a committee of K members trained together), plus any hyper-parameter of
+the architecture, e.g. ``num_layers``, ``channels``, ``l_max``), ``data``, ``train`` and
+``output`` (the run directory). Unknown keys are an
 error that names them; values are checked against the field types.
 """
 
@@ -16,7 +17,7 @@ import yaml
 
 from jaxmlp import precision
 
-MODEL_KEYS = ("name", "r_max", "species", "atomic_energies")
+MODEL_KEYS = ("name", "r_max", "species", "atomic_energies", "ensemble")
 
 
 class ConfigError(ValueError):
@@ -73,6 +74,10 @@ class TrainConfig:
         num_buckets: padding size buckets (the train step compiles at most this often).
         dtype: ``float32`` or ``float64`` computation.
         progress: show a progress bar.
+        bootstrap_fraction: committees only: member k trains on its own random subset
+            of this fraction of the training structures (seeded by ``seed`` and k);
+            None: every member sees every structure (members differ by their
+            initialisation only).
     """
 
     epochs: int = 100
@@ -99,6 +104,7 @@ class TrainConfig:
     num_buckets: int = 3
     dtype: str = "float32"
     progress: bool = True
+    bootstrap_fraction: float | None = None
 
 
 @dataclasses.dataclass
@@ -178,6 +184,13 @@ def _check_model(model) -> dict:
         raise ConfigError(
             f"model.r_max must be a positive number (Å), got {model['r_max']!r}"
         )
+    ensemble = model.get("ensemble")
+    if ensemble is not None and (
+        isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1
+    ):
+        raise ConfigError(
+            f"model.ensemble must be a positive integer (committee size), got {ensemble!r}"
+        )
     from jaxmlp.model import ModelConfig, network
 
     hyper = {k: v for k, v in model.items() if k not in MODEL_KEYS}
@@ -218,6 +231,14 @@ def config_from_dict(data: dict) -> Config:
     for key in ("epochs", "batch_size", "eval_every", "num_buckets"):
         if getattr(config.train, key) < 1:
             raise ConfigError(f"train.{key} must be >= 1")
+    fraction = config.train.bootstrap_fraction
+    if fraction is not None:
+        if not 0.0 < fraction <= 1.0:
+            raise ConfigError(
+                f"train.bootstrap_fraction must lie in (0, 1], got {fraction}"
+            )
+        if config.model.get("ensemble") is None:
+            raise ConfigError("train.bootstrap_fraction needs model.ensemble (K >= 1)")
     return config
 
 

@@ -44,7 +44,7 @@ from jaxmlp.data.dataset import LabelKeys, random_split, read_structures, specie
 from jaxmlp.data.statistics import Statistics, compute_statistics
 from jaxmlp.evaluate import evaluate
 from jaxmlp.metrics import metrics_from_sums
-from jaxmlp.model import Model, build_model, make_apply_fn
+from jaxmlp.model import Model, build_model, make_apply_fn, make_member_apply_fn
 from jaxmlp.model_io import atomic_write_bytes, save_model
 from jaxmlp.train.checkpoint import load_checkpoint, save_checkpoint
 from jaxmlp.train.config import Config, ConfigError, TrainConfig
@@ -177,6 +177,7 @@ def _compiled_steps(model_config, settings: tuple, total_steps: int):
         min_lr_ratio=min_ratio,
         clip_norm=clip,
         weight_decay=wd,
+        members=model_config.members is not None,
     )
     fns = make_steps(
         make_apply_fn(model_config),
@@ -185,6 +186,9 @@ def _compiled_steps(model_config, settings: tuple, total_steps: int):
         ema_decay=ema,
         loss=loss,
         huber_delta=delta,
+        member_apply_fn=(
+            None if model_config.members is None else make_member_apply_fn(model_config)
+        ),
     )
     counter = {"train": 0, "eval": 0}
 
@@ -222,6 +226,9 @@ class Run(NamedTuple):
     eval_step: Callable  # jitted: (params, batch) -> sums
     lr_fn: Callable  # step -> scheduled learning rate (before the plateau factor)
     compiles: Callable[[], dict]  # {"train", "eval"} compilations since prepare()
+    member_subsets: (
+        np.ndarray | None
+    )  # [K, n_train] bool: structures member k trains on
 
 
 def open_run_dir(config: Config, *, resume: bool, overwrite: bool) -> str:
@@ -266,6 +273,7 @@ def prepare(config: Config) -> Run:
         scale=stats.scale,
         shift=stats.shift,
         avg_num_neighbors=stats.avg_num_neighbors,
+        members=config.model.get("ensemble"),
         **config.hyper,
     )
     buckets = make_buckets(
@@ -296,7 +304,24 @@ def prepare(config: Config) -> Run:
         eval_step=eval_step,
         lr_fn=lr_fn,
         compiles=lambda: {k: counter[k] - at_start[k] for k in counter},
+        member_subsets=member_subsets(
+            model.config.members, len(train_ds), tc.bootstrap_fraction, tc.seed
+        ),
     )
+
+
+def member_subsets(members, n_train: int, fraction, seed: int):
+    """[K, n_train] bool: the training structures member k trains on, a seeded random
+    subset of ``ceil(fraction * n_train)`` (at least 1) per member; None when every
+    member sees everything (no committee, or no fraction)."""
+    if members is None or fraction is None:
+        return None
+    size = max(1, math.ceil(fraction * n_train))
+    out = np.zeros((members, n_train), bool)
+    for k in range(members):
+        chosen = np.random.default_rng([seed, 11, k]).choice(n_train, size, False)
+        out[k, chosen] = True
+    return out
 
 
 def initial_loop_state(seed: int) -> dict:
@@ -324,7 +349,11 @@ def train_epoch(run: Run, state, epoch: int, on_step: Callable[[], None]):
         run.train_ds, tc.batch_size, run.buckets, shuffle_seed=[tc.seed, epoch]
     ):
         batch = make_batch(run.train_ds, info.indices, info.sizes, run.float_dtype)
-        state, sums = run.train_step(state, batch)
+        mask = None
+        if run.member_subsets is not None:  # [K, n_graphs]; padding graphs False
+            mask = np.zeros((run.member_subsets.shape[0], info.sizes.n_graphs), bool)
+            mask[:, : len(info.indices)] = run.member_subsets[:, info.indices]
+        state, sums = run.train_step(state, batch, mask)
         totals = _add(totals, sums)
         on_step()
     totals = jax.device_get(totals)

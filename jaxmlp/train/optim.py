@@ -49,6 +49,29 @@ def learning_rate_schedule(
     return optax.join_schedules([warmup, decay], [warmup_steps])
 
 
+def clip_by_member_norm(max_norm: float) -> optax.GradientTransformation:
+    """Clip each committee member's gradient by its own global norm.
+
+    Leaves carry a leading member axis; member k's norm runs over all of its leaves,
+    so the members stay independent (``optax.clip_by_global_norm`` would couple them
+    through one norm over the whole committee).
+    """
+
+    def update_fn(updates, state, params=None):
+        del params
+        leaves = jax.tree.leaves(updates)
+        sq = sum(jnp.sum(g * g, axis=tuple(range(1, g.ndim))) for g in leaves)  # [K]
+        norm = jnp.sqrt(sq)
+        factor = jnp.where(norm < max_norm, 1.0, max_norm / jnp.maximum(norm, 1e-30))
+        clipped = jax.tree.map(
+            lambda g: g * factor.reshape((-1,) + (1,) * (g.ndim - 1)).astype(g.dtype),
+            updates,
+        )
+        return clipped, state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
 def make_optimizer(
     learning_rate: float,
     total_steps: int,
@@ -59,8 +82,10 @@ def make_optimizer(
     min_lr_ratio: float = 0.01,
     clip_norm: float | None = 10.0,
     weight_decay: float = 0.0,
+    members: bool = False,
 ) -> optax.GradientTransformation:
-    """The training optimizer (see the module docstring)."""
+    """The training optimizer (see the module docstring); ``members``: params carry a
+    leading committee axis, clipped per member (every other part is elementwise)."""
     if optimizer == "adam":
         scale = optax.scale_by_adam()
     elif optimizer == "amsgrad":
@@ -69,7 +94,8 @@ def make_optimizer(
         raise ValueError(f"unknown optimizer {optimizer!r}; choose adam or amsgrad")
     parts = []
     if clip_norm:
-        parts.append(optax.clip_by_global_norm(float(clip_norm)))
+        clip = clip_by_member_norm if members else optax.clip_by_global_norm
+        parts.append(clip(float(clip_norm)))
     parts.append(scale)
     if weight_decay:
         parts.append(optax.add_decayed_weights(float(weight_decay)))

@@ -1,10 +1,19 @@
 """Pure train and eval steps (the caller jits them, donating the state).
 
-``train_step(state, batch) -> (state, sums)`` computes predictions with the current
-params, the loss and its gradient (forces and stress are themselves gradients, so this
-is a second-order derivative), applies the optimizer and updates the EMA weights.
-``eval_step(params, batch) -> sums`` evaluates a batch. ``sums`` are error sums (see
-:func:`jaxmlp.train.loss.error_sums`) plus ``loss`` (weighted by the batch's graphs).
+``train_step(state, batch, member_mask) -> (state, sums)`` computes predictions with
+the current params, the loss and its gradient (forces and stress are themselves
+gradients, so this is a second-order derivative), applies the optimizer and updates the
+EMA weights. ``eval_step(params, batch) -> sums`` evaluates a batch. ``sums`` are error
+sums (see :func:`jaxmlp.train.loss.error_sums`) plus ``loss`` (weighted by the batch's
+graphs).
+
+A committee (params with a leading member axis K) trains all members in the same step:
+the objective is the mean over members of each member's own loss, so member k's
+gradient is exactly its own loss's gradient (members never see each other), and one
+vmapped call evaluates them all. ``member_mask`` [K, n_graphs] bool (None: all True)
+restricts member k's loss to its own subset of structures (bootstrap subsets). The
+logged errors and the validation loss are those of the committee mean, the model's
+prediction.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmlp.data.batching import Batch
+from jaxmlp.data.batching import Batch, Labels
 from jaxmlp.potential import predict
 from jaxmlp.train.loss import LossWeights, error_sums, loss_fn
 from jaxmlp.train.optim import ema_update
@@ -41,8 +50,18 @@ def init_state(params, optimizer: optax.GradientTransformation) -> TrainState:
 
 
 class StepFns(NamedTuple):
-    train_step: Any  # (state, batch) -> (state, sums)
+    train_step: Any  # (state, batch, member_mask) -> (state, sums)
     eval_step: Any  # (params, batch) -> sums
+
+
+def masked_labels(labels: Labels, graph_mask, node_graph) -> Labels:
+    """``labels`` with every label of the graphs outside ``graph_mask`` [n_graphs]
+    removed (their masks set False)."""
+    return labels.replace(
+        energy_mask=labels.energy_mask & graph_mask,
+        forces_mask=labels.forces_mask & graph_mask[node_graph],
+        stress_mask=labels.stress_mask & graph_mask,
+    )
 
 
 def make_steps(
@@ -54,18 +73,42 @@ def make_steps(
     loss: str = "mse",
     huber_delta: float = 0.01,
     compute_stress: bool = True,
+    member_apply_fn=None,
 ) -> StepFns:
-    """Pure train/eval steps for ``apply_fn`` (see the module docstring)."""
+    """Pure train/eval steps for ``apply_fn`` (see the module docstring).
+
+    ``member_apply_fn``: for a committee, one member's ``apply_fn`` (``apply_fn`` is
+    then the committee mean, used for validation).
+    """
 
     def objective(params, batch: Batch):
         pred = predict(apply_fn, params, batch.graph, compute_stress=compute_stress)
         value = loss_fn(pred, batch.labels, weights, loss, huber_delta)
         return value, pred
 
-    def train_step(state: TrainState, batch: Batch):
-        (value, pred), grads = jax.value_and_grad(objective, has_aux=True)(
-            state.params, batch
-        )
+    def committee_objective(params, batch: Batch, member_mask):
+        graph = batch.graph
+
+        def one(p, mask):
+            pred = predict(member_apply_fn, p, graph, compute_stress=compute_stress)
+            labels = masked_labels(batch.labels, mask, graph.node_graph)
+            return loss_fn(pred, labels, weights, loss, huber_delta), pred
+
+        k = jax.tree.leaves(params)[0].shape[0]
+        if member_mask is None:
+            member_mask = jnp.ones((k, graph.n_graphs), bool)
+        values, preds = jax.vmap(one)(params, member_mask)
+        return jnp.mean(values), jax.tree.map(lambda x: jnp.mean(x, axis=0), preds)
+
+    def train_step(state: TrainState, batch: Batch, member_mask=None):
+        if member_apply_fn is None:
+            (value, pred), grads = jax.value_and_grad(objective, has_aux=True)(
+                state.params, batch
+            )
+        else:
+            (value, pred), grads = jax.value_and_grad(
+                committee_objective, has_aux=True
+            )(state.params, batch, member_mask)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ema = ema_update(state.ema_params, params, ema_decay, state.step)
