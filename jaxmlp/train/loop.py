@@ -226,9 +226,8 @@ class Run(NamedTuple):
     eval_step: Callable  # jitted: (params, batch) -> sums
     lr_fn: Callable  # step -> scheduled learning rate (before the plateau factor)
     compiles: Callable[[], dict]  # {"train", "eval"} compilations since prepare()
-    member_subsets: (
-        np.ndarray | None
-    )  # [K, n_train] bool: structures member k trains on
+    # [K, n_train] bool: the structures member k trains on (None: all)
+    member_subsets: np.ndarray | None
 
 
 def open_run_dir(config: Config, *, resume: bool, overwrite: bool) -> str:
