@@ -1,4 +1,4 @@
-"""Command line: ``jaxmlp train | eval | md | relax | demo | analyze``.
+"""Command line: ``jaxmlp train | eval | md | relax | demo | analyze | learn``.
 
 Each sub-command lives in its own module exposing ``add_parser(subparsers)``, which
 registers the command and sets ``func`` (``args -> exit code``) as its default.
@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = tuple(f"jaxmlp.cli.{n}" for n in ("train", "md", "demo", "analyze"))
+COMMAND_MODULES = tuple(f"jaxmlp.cli.{n}" for n in ("train", "md", "demo", "analyze", "learn"))
 
 
 def build_parser() -> argparse.ArgumentParser:

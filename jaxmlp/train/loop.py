@@ -248,8 +248,13 @@ def open_run_dir(config: Config, *, resume: bool, overwrite: bool) -> str:
     return ckpt_path
 
 
-def prepare(config: Config) -> Run:
-    """Read the data, compute statistics, build the model, buckets and steps."""
+def prepare(config: Config, initial_params=None) -> Run:
+    """Read the data, compute statistics, build the model, buckets and steps.
+
+    ``initial_params``: start from these params (a warm start, e.g. the previous
+    active-learning round's model) instead of a fresh initialisation; they must have
+    the shapes of the configured model (a ConfigError names the mismatch).
+    """
     tc = config.train
     float_dtype = precision.resolve(tc.dtype)
     train, valid, test = load_data(config)
@@ -275,6 +280,8 @@ def prepare(config: Config) -> Run:
         members=config.model.get("ensemble"),
         **config.hyper,
     )
+    if initial_params is not None:
+        model = model.replace(params=_warm_start(model.params, initial_params))
     buckets = make_buckets(
         [d for d in (train_ds, valid_ds, test_ds) if d is not None],
         tc.batch_size,
@@ -307,6 +314,20 @@ def prepare(config: Config) -> Run:
             model.config.members, len(train_ds), tc.bootstrap_fraction, tc.seed
         ),
     )
+
+
+def _warm_start(fresh, given):
+    """``given`` params cast to float32, after checking they fit ``fresh``'s shapes."""
+    same = jax.tree.structure(fresh) == jax.tree.structure(given) and all(
+        np.shape(a) == np.shape(b)
+        for a, b in zip(jax.tree.leaves(fresh), jax.tree.leaves(given))
+    )
+    if not same:
+        raise ConfigError(
+            "initial_params do not fit the configured model (architecture, species, "
+            "hyper-parameters or ensemble size differ)"
+        )
+    return jax.tree.map(lambda p: np.asarray(p, np.float32), given)
 
 
 def member_subsets(members, n_train: int, fraction, seed: int):
@@ -461,6 +482,7 @@ def fit(
     resume: bool = False,
     overwrite: bool = False,
     callback: Callable[[int, dict], None] | None = None,
+    initial_params=None,
 ) -> FitResult:
     """Train a model as configured (see the module docstring for the outputs).
 
@@ -470,6 +492,8 @@ def fit(
         overwrite: start afresh even if the run directory has a checkpoint.
         callback: called as ``callback(epoch, record)`` after every epoch (after the
             checkpoint is written); may raise to stop.
+        initial_params: warm start from these params (see :func:`prepare`); ignored
+            on resume (the checkpoint has the params).
 
     Raises:
         ConfigError: bad configuration, or an existing run without resume/overwrite.
@@ -480,7 +504,7 @@ def fit(
     tc = config.train
     precision.resolve(tc.dtype)  # a bad dtype fails before anything is written
     ckpt_path = open_run_dir(config, resume=resume, overwrite=overwrite)
-    run = prepare(config)
+    run = prepare(config, initial_params)
     config_json = run.model.config.to_json()
     history: list = []
     loop = initial_loop_state(tc.seed)
