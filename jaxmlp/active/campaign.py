@@ -140,7 +140,9 @@ class Campaign:
                 ok += 1
             else:
                 failed += 1
-                self.log(f"reference calculation {record['id']} failed: {result['error']}")
+                self.log(
+                    f"reference calculation {record['id']} failed: {result['error']}"
+                )
         self.store.write_aggregates()
         return ok, failed, cpu
 
@@ -196,7 +198,9 @@ class Campaign:
             "stage": stage,
             "labels": metrics["n_train"] + metrics["n_valid"],
             "valid_forces_mae_meV_per_A": metrics["valid"]["forces_mae_meV_per_A"],
-            "valid_energy_mae_meV_per_atom": metrics["valid"]["energy_mae_meV_per_atom"],
+            "valid_energy_mae_meV_per_atom": metrics["valid"][
+                "energy_mae_meV_per_atom"
+            ],
             "train_wall_s": metrics["wall_time_s"],
         }
         if metrics.get("test"):
@@ -289,17 +293,21 @@ class Campaign:
         if stop.max_labels is not None:
             budget = max(0, min(budget, stop.max_labels - labels_now))
         model = load_model(os.path.join(self.round_dir(r), "train", "model.jaxmlp"))
-        chosen = select(
-            explored,
-            method=s.method,
-            per_round=budget,
-            trust_low=s.trust_low,
-            trust_high=s.trust_high,
-            min_separation=s.min_separation,
-            species=model.species,
-            r_max=model.r_max,
-            seed=s.seed + r,
-        ) if budget else []
+        chosen = (
+            select(
+                explored,
+                method=s.method,
+                per_round=budget,
+                trust_low=s.trust_low,
+                trust_high=s.trust_high,
+                min_separation=s.min_separation,
+                species=model.species,
+                r_max=model.r_max,
+                seed=s.seed + r,
+            )
+            if budget
+            else []
+        )
         records = []
         frames = []
         for n, i in enumerate(chosen):
@@ -327,9 +335,7 @@ class Campaign:
         path = os.path.join(self.round_dir(r), "selected.extxyz")
         if os.path.getsize(path) == 0:
             return []
-        return [
-            structure_record(a.info["al_id"], a) for a in ase.io.read(path, ":")
-        ]
+        return [structure_record(a.info["al_id"], a) for a in ase.io.read(path, ":")]
 
 
 def learn(
@@ -355,7 +361,9 @@ def learn(
     log = log or (lambda message: None)
     out = config.output
     if os.path.exists(os.path.join(out, "state.json")) and not resume:
-        raise ConfigError(f"{out} already holds a campaign; pass --resume to continue it")
+        raise ConfigError(
+            f"{out} already holds a campaign; pass --resume to continue it"
+        )
     os.makedirs(out, exist_ok=True)
     atomic_write_bytes(
         os.path.join(out, "learn_config.json"),
@@ -461,7 +469,9 @@ def write_rounds(out: str, rows: list) -> str:
     writer = csv.writer(buffer)
     writer.writerow(ROUND_COLUMNS)
     for row in rows:
-        writer.writerow(["" if row.get(k) is None else row.get(k) for k in ROUND_COLUMNS])
+        writer.writerow(
+            ["" if row.get(k) is None else row.get(k) for k in ROUND_COLUMNS]
+        )
     path = os.path.join(out, "rounds.csv")
     atomic_write_bytes(path, buffer.getvalue().encode())
     return path

@@ -167,7 +167,9 @@ def learn_config_from_dict(data: dict) -> LearnConfig:
     if not temperatures or not all(
         isinstance(t, (int, float)) and t > 0 for t in temperatures
     ):
-        raise ConfigError(f"explore.temperatures must be positive K, got {temperatures}")
+        raise ConfigError(
+            f"explore.temperatures must be positive K, got {temperatures}"
+        )
     explore = dataclasses.replace(
         explore, temperatures=tuple(float(t) for t in temperatures)
     )

@@ -68,7 +68,9 @@ class Oracle:
             raise OracleError(f"oracle {self.calculator!r}: cannot import ({e})") from e
         cls = getattr(module, name, None)
         if cls is None or not callable(cls):
-            raise OracleError(f"oracle {self.calculator!r}: {module_name} has no {name}")
+            raise OracleError(
+                f"oracle {self.calculator!r}: {module_name} has no {name}"
+            )
         return cls
 
     def make(self):

@@ -79,7 +79,9 @@ def farthest_point(features: np.ndarray, k: int, first: int = 0) -> list[int]:
         if distance[nxt] <= 0:
             break  # the rest are duplicates
         chosen.append(nxt)
-        distance = np.minimum(distance, np.linalg.norm(features - features[nxt], axis=1))
+        distance = np.minimum(
+            distance, np.linalg.norm(features - features[nxt], axis=1)
+        )
     return chosen
 
 
@@ -122,8 +124,6 @@ def select(
     kept = thin(np.nonzero(kinds == 1)[0].tolist(), explored, min_separation)
     if not kept:
         return []
-    features = np.stack(
-        [descriptor(explored.frames[i], species, r_max) for i in kept]
-    )
+    features = np.stack([descriptor(explored.frames[i], species, r_max) for i in kept])
     picked = farthest_point(features, per_round, first=0)  # kept[0]: most uncertain
     return [kept[p] for p in picked]

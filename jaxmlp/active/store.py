@@ -23,7 +23,11 @@ import numpy as np
 
 from jaxmlp.model_io import atomic_write_bytes
 
-KEYS = {"energy_key": "REF_energy", "forces_key": "REF_forces", "stress_key": "REF_stress"}
+KEYS = {
+    "energy_key": "REF_energy",
+    "forces_key": "REF_forces",
+    "stress_key": "REF_stress",
+}
 
 
 def _extxyz_bytes(frames) -> bytes:
@@ -139,4 +143,3 @@ class LabelStore:
         text = "".join(json.dumps(f) + "\n" for f in failures)
         atomic_write_bytes(os.path.join(self.directory, "failed.jsonl"), text.encode())
         return len(train), len(failures)
-

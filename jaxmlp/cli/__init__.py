@@ -10,7 +10,9 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = tuple(f"jaxmlp.cli.{n}" for n in ("train", "md", "demo", "analyze", "learn"))
+COMMAND_MODULES = tuple(
+    f"jaxmlp.cli.{n}" for n in ("train", "md", "demo", "analyze", "learn")
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
