@@ -36,7 +36,8 @@ class JaxMLPCalculator(Calculator):
     A committee model (``members=K``) predicts the committee mean and adds
     ``energy_std`` (eV), ``forces_std`` ((N, 3) eV/Å, per component) and
     ``forces_std_max`` (eV/Å, the largest per-atom norm of the force spread) to
-    ``results``, from one vmapped call.
+    ``results``, from one vmapped call. Each spread is multiplied by the model's
+    ``config.uncertainty_scale`` (1 unless recalibrated, see :mod:`jaxmlp.calibration`).
 
     Atom and edge counts are padded to size buckets, so a changing number of atoms or
     neighbors recompiles only when it crosses a bucket (``self.compilations`` counts).
@@ -130,8 +131,9 @@ class JaxMLPCalculator(Calculator):
                 np.asarray(out.stress[0], np.float64)
             )
         if spread is not None:
-            forces_std = np.asarray(spread.forces[:n], np.float64)
-            self.results["energy_std"] = float(spread.energy[0])
+            scale = self.model.config.uncertainty_scale
+            forces_std = scale * np.asarray(spread.forces[:n], np.float64)
+            self.results["energy_std"] = scale * float(spread.energy[0])
             self.results["forces_std"] = forces_std
             self.results["forces_std_max"] = float(
                 np.linalg.norm(forces_std, axis=1).max(initial=0.0)

@@ -2,6 +2,9 @@
 
 Units of the metrics: energy meV/atom, forces meV/Å, stress meV/Å³. Structures are
 batched into a few padding buckets, so evaluation compiles at most once per bucket.
+A committee model is evaluated on its mean prediction; its spread (scaled by
+``config.uncertainty_scale``) comes back with the parity data for
+:mod:`jaxmlp.calibration`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from jaxmlp import precision
 from jaxmlp.data.batching import GraphDataset, make_batch, make_buckets, plan_batches
 from jaxmlp.metrics import error_sums, metrics_from_sums
 from jaxmlp.model import Model
-from jaxmlp.potential import predict
+from jaxmlp.potential import predict, predict_members
 from jaxmlp.structure import Structure
 
 
@@ -24,6 +27,13 @@ from jaxmlp.structure import Structure
 def _predict_sums(apply_fn, params, batch):
     pred = predict(apply_fn, params, batch.graph)
     return pred, error_sums(pred, batch.labels)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _predict_members_sums(member_apply_fn, params, batch):
+    """Committee mean and spread of one batch, with the error sums of the mean."""
+    out = predict_members(member_apply_fn, params, batch.graph)
+    return out.mean, out.std, error_sums(out.mean, batch.labels)
 
 
 def evaluate(
@@ -43,7 +53,11 @@ def evaluate(
         "forces_rmse_meV_per_A", "stress_mae_meV_per_A3", "stress_rmse_meV_per_A3",
         "n_structures"}`` (None for a quantity without labels); with
         ``return_predictions`` also a dict of parity arrays: ``energy_ref``/``energy_pred``
-        [n] eV/atom, ``forces_ref``/``forces_pred`` [n_labelled_atoms, 3] eV/Å.
+        [n] eV/atom, ``forces_ref``/``forces_pred`` [n_labelled_atoms, 3] eV/Å. For a
+        committee model (``model.members`` not None) the metrics are those of the
+        committee mean and the parity data also hold its spread (standard deviation
+        over members times ``config.uncertainty_scale``): ``energy_std`` [n] eV/atom
+        and ``forces_std`` [n_labelled_atoms, 3] eV/Å per component.
     """
     if isinstance(structures, GraphDataset):
         dataset = structures
@@ -52,12 +66,24 @@ def evaluate(
     if buckets is None:
         buckets = make_buckets([dataset], batch_size, num_buckets)
     totals: dict = {}
-    parity = {"energy_ref": [], "energy_pred": [], "forces_ref": [], "forces_pred": []}
+    committee = model.members is not None
+    keys = ["energy_ref", "energy_pred", "forces_ref", "forces_pred"]
+    if committee:
+        keys += ["energy_std", "forces_std"]
+    parity: dict = {k: [] for k in keys}
+    scale = model.config.uncertainty_scale
     with precision.scope(dtype) as float_dtype:
         params = jax.tree.map(lambda p: np.asarray(p, float_dtype), model.params)
         for info in plan_batches(dataset, batch_size, buckets):
             batch = make_batch(dataset, info.indices, info.sizes, float_dtype)
-            pred, sums = jax.device_get(_predict_sums(model.apply_fn, params, batch))
+            if committee:
+                pred, std, sums = jax.device_get(
+                    _predict_members_sums(model.member_apply_fn, params, batch)
+                )
+            else:
+                pred, sums = jax.device_get(
+                    _predict_sums(model.apply_fn, params, batch)
+                )
             for k, v in sums.items():
                 totals[k] = totals.get(k, 0.0) + float(v)
             if return_predictions:
@@ -70,6 +96,13 @@ def evaluate(
                 )
                 parity["forces_ref"].append(lab.forces[lab.forces_mask])
                 parity["forces_pred"].append(np.asarray(pred.forces)[lab.forces_mask])
+                if committee:
+                    parity["energy_std"].append(
+                        scale * (std.energy[:n] / lab.n_atoms[:n])[e_mask]
+                    )
+                    parity["forces_std"].append(
+                        scale * np.asarray(std.forces)[lab.forces_mask]
+                    )
     metrics = metrics_from_sums(totals) | {"n_structures": len(dataset)}
     if not return_predictions:
         return metrics

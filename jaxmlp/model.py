@@ -49,6 +49,9 @@ class ModelConfig:
         avg_num_neighbors: normalisation of the message sum.
         members: committee size K (params have a leading axis of K), or None for a
             single model.
+        uncertainty_scale: one-parameter recalibration: every committee spread
+            (energy, forces) is multiplied by it; fitted on validation data by
+            :mod:`jaxmlp.calibration`. Dimensionless, finite and > 0.
     """
 
     name: str
@@ -60,6 +63,7 @@ class ModelConfig:
     shift: float = 0.0
     avg_num_neighbors: float = 16.0
     members: int | None = None
+    uncertainty_scale: float = 1.0
 
     def __post_init__(self):
         get_architecture(self.name)  # raises for an unregistered name
@@ -97,6 +101,12 @@ class ModelConfig:
             object.__setattr__(self, field, value)
         if self.r_max <= 0:
             raise ValueError(f"r_max must be positive, got {self.r_max}")
+        scale = float(self.uncertainty_scale)
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(
+                f"uncertainty_scale must be finite and > 0, got {self.uncertainty_scale}"
+            )
+        object.__setattr__(self, "uncertainty_scale", scale)
 
     def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)

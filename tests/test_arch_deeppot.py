@@ -57,7 +57,8 @@ def deeppot_by_hand(params, positions, species, module):
             g.append(
                 stack(params["embed"], np.array([s]), species[j], module.embedding)
             )
-        t = np.array(rows).T @ np.array(g) / module.avg_num_neighbors  # [4, M1]
+        weight = 1.0 + sum(row[0] for row in rows)  # 1 + sum of s_hat
+        t = np.array(rows).T @ np.array(g) / weight  # [4, M1]
         d = (t.T @ t[:, :m2]).reshape(m1 * m2)
         energies.append(fit(d, species[i]) - fit(np.zeros(m1 * m2), species[i]))
     return np.array(energies)
@@ -71,7 +72,6 @@ def test_equations_by_hand(x64):
     module = DeepPotSE(
         num_species=2,
         r_max=R_MAX,
-        avg_num_neighbors=4.0,
         r_smooth=1.0,
         embedding=(3, 6, 12),
         axis_neurons=4,

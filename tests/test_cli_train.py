@@ -108,9 +108,9 @@ def test_cli_errors_name_the_problem(tmp_path, monkeypatch, capsys):
     assert "nope.jaxmlp" in capsys.readouterr().err
 
 
-def test_demo_quick_writes_report(tmp_path, capsys):
+def test_copper_demo_quick_writes_report(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    assert main(["demo", "--copper", "--quick", "--out", str(out)]) == 0
     assert "test force MAE" in capsys.readouterr().out
     for name in (
         "report.md",

@@ -228,7 +228,7 @@ class Campaign:
             stride=e.stride,
             frames_per_chunk=max(1, min(10, e.steps // e.stride)),
             plots=False,
-            max_force_std=s.trust_high,
+            max_force_std=s.trust_high if e.stop_at_trust_high else None,
             seed=1000 * r,
         )
         ensemble = Ensemble(

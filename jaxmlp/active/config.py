@@ -71,6 +71,9 @@ class ExploreConfig:
     timestep: fs. steps: MD steps per round and start. stride: steps per frame.
     friction: Langevin friction, 1/fs.
     dtype: MD precision.
+    stop_at_trust_high: stop a start's MD after the chunk in which a frame reaches
+        ``select.trust_high`` (saves MD time early on; fewer frames to choose from).
+        Default: run every step (DP-GEN's practice); failed frames are never chosen.
     """
 
     structures: str | None = None
@@ -82,6 +85,7 @@ class ExploreConfig:
     stride: int = 10
     friction: float = 0.01
     dtype: str = "float32"
+    stop_at_trust_high: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +93,8 @@ class SelectConfig:
     """Attributes:
     method: ``uncertainty`` or ``random`` (see :mod:`jaxmlp.active.select`).
     trust_low, trust_high: eV/Å, DP-GEN's trust levels on the largest per-atom force
-        spread; MD stops after the chunk in which a frame reaches ``trust_high``.
+        spread (system- and committee-dependent: DP-GEN uses 0.05–0.15 for converged
+        metal models; a small committee on few labels needs higher ones).
     per_round: at most this many labels per round.
     min_separation: frames; at most one label per window of a trajectory.
     seed: of the random selection.

@@ -1,5 +1,7 @@
-"""``jaxmlp demo [--out DIR] [--quick] [--seed N]``: command-line shim over
-:func:`jaxmlp.workflows.demo.run_demo` (the whole loop on embedded copper data)."""
+"""``jaxmlp demo [--out DIR] [--quick] [--seed N] [--copper]``: command-line shim over
+:func:`jaxmlp.workflows.reactive.run_reactive_demo` (the closed active-learning loop on
+O2 + H2 on Cu(111)) and, with ``--copper``, :func:`jaxmlp.workflows.demo.run_demo`
+(train -> validate -> MD on embedded copper data)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,14 @@ import sys
 def add_parser(subparsers) -> None:
     demo = subparsers.add_parser(
         "demo",
-        help="generate copper data, train, validate, run MD, write a report",
-        description="The whole loop on embedded copper reference data (ASE EMT): "
-        "generate data, train a small NequIP, report test errors, run NVT MD with the "
-        "trained model and write report.md with PNG plots.",
+        help="the closed loop: reference data, committee, MD, reactions, active "
+        "learning vs random, report",
+        description="The closed loop on O2 + H2 on Cu(111) labelled by ASE EMT: seed "
+        "data, a committee trained together, committee MD, uncertain frames labelled "
+        "and retrained (against random selection at the same label budget), final MD, "
+        "reaction events and species, calibration of the spread; report.md with PNG "
+        "plots. --copper runs the earlier demo instead (embedded copper data, a small "
+        "NequIP, NVT MD checked against EMT).",
     )
     demo.add_argument(
         "--out", default="demo_output", help="output folder (default demo_output)"
@@ -23,13 +29,23 @@ def add_parser(subparsers) -> None:
     demo.add_argument(
         "--seed", type=int, default=0, help="seed of data, split and training"
     )
+    demo.add_argument(
+        "--copper",
+        action="store_true",
+        help="the copper demo: train -> validate -> MD, no active learning",
+    )
     demo.set_defaults(func=_run)
 
 
 def _run(args) -> int:
-    from jaxmlp.workflows.demo import run_demo
+    if args.copper:
+        from jaxmlp.workflows.demo import run_demo
 
-    run_demo(args.out, quick=args.quick, seed=args.seed)
+        run_demo(args.out, quick=args.quick, seed=args.seed)
+    else:
+        from jaxmlp.workflows.reactive import run_reactive_demo
+
+        run_reactive_demo(args.out, quick=args.quick, seed=args.seed)
     return 0
 
 

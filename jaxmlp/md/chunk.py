@@ -71,7 +71,7 @@ def make_observe_fn(sim: Simulation):
     input structure's orientation (``sim.system.rotation`` undone), as the trajectory
     is; zeros for a single model.
     """
-    scale = getattr(sim.model.config, "uncertainty_scale", 1.0)
+    scale = sim.model.config.uncertainty_scale
     to_input = sim.system.rotation.T  # md_frame = input_frame @ rotation
 
     def observe_fn(params, carry: Carry, kT) -> Frames:

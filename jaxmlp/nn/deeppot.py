@@ -19,7 +19,7 @@ For atom i and each neighbour j within ``r_max`` (r = |r_ij|, r_ij = r_j - r_i):
   it doubles).
 
 The descriptor is D_i = T_i^T T_i[:, :M2] [M1, M2] with T_i = sum_j R_ij^T G_ij /
-avg_num_neighbors [4, M1]: the contraction over the four rows removes the rotation
+(1 + sum_j s_hat_ij) [4, M1]: the contraction over the four rows removes the rotation
 (T^T T is invariant under O(3), inversion included) and the sum over j the
 permutation. The per-atom energy is E_i = F_{Z_i}(D_i) - F_{Z_i}(0), with F_Z the
 fitting network of element Z (tanh layers, residual where widths agree) and the
@@ -27,10 +27,14 @@ subtraction making an isolated atom's network energy zero (jaxmlp's E0 is the
 isolated-atom energy).
 
 Normalisation (no pass over the data): DeePMD-kit standardises R with per-type means
-and deviations taken from the data; here s_ref is the root-mean-square s of an ideal
-gas of neighbours of uniform density avg_num_neighbors / (4/3 pi r_max^3) inside
-r_max, an analytic stand-in that keeps s_hat and T of order one in condensed matter
-and molecules alike.
+and deviations taken from the data and divides T by ``sel``. Here s_ref is the
+root-mean-square s of an ideal gas of neighbours inside r_max (2/r_max-ish, Å^-1), and
+T is divided by 1 + the atom's own smooth weight sum, so T is a weighted average of
+the embeddings, O(1) whatever the density: with a constant divisor (the average
+neighbour count) the descriptor's RMS was 2.8 in the ethanol molecule (neighbours at
+1.1 Å) and 0.04 in bulk copper, and DeepPot-SE collapsed on ethanol (tanh
+saturation). The divisor is smooth (each weight vanishes with two derivatives at
+r_max) and 1 for an isolated atom.
 
 Edge-based: the descriptor is a segment sum over edges, no neighbour matrix and no
 ``sel`` (maximum neighbour count) to choose. The embedding is evaluated for every
@@ -98,7 +102,6 @@ class DeepPotSE(nn.Module):
     Attributes:
         num_species: size of the species table.
         r_max: cutoff, Å (DeePMD-kit's ``rcut``).
-        avg_num_neighbors: normalises the neighbour sum (DeePMD-kit divides by ``sel``).
         r_smooth: start of the switch, Å (DeePMD-kit's ``rcut_smth``).
         embedding: widths of each neighbour species' embedding network (``neuron``).
         axis_neurons: M2, the embedding columns of the second factor (``axis_neuron``).
@@ -107,7 +110,6 @@ class DeepPotSE(nn.Module):
 
     num_species: int
     r_max: float
-    avg_num_neighbors: float = 16.0
     r_smooth: float = 0.5
     embedding: tuple[int, ...] = (25, 50, 100)
     axis_neurons: int = 16
@@ -141,11 +143,14 @@ class DeepPotSE(nn.Module):
         )  # [n_edges, S, M1]
         neighbour = inputs.species[inputs.senders]  # [n_edges]
         g = jnp.take_along_axis(g, neighbour[:, None, None], axis=1)[:, 0]  # [E, M1]
+        weight = 1.0 + jax.ops.segment_sum(
+            s, inputs.receivers, num_segments=inputs.n_nodes
+        )  # [n_nodes], >= 1
         t = jax.ops.segment_sum(
             rows[:, :, None] * g[:, None, :],
             inputs.receivers,
             num_segments=inputs.n_nodes,
-        ) / jnp.asarray(self.avg_num_neighbors, dtype)  # [n_nodes, 4, M1]
+        ) / weight[:, None, None].astype(dtype)  # [n_nodes, 4, M1]
         d = jnp.einsum("nam,nak->nmk", t, t[:, :, : self.axis_neurons])
         return d.reshape(inputs.n_nodes, -1)  # [n_nodes, M1 * M2]
 
