@@ -146,3 +146,29 @@ def test_identical_members_have_zero_spread_and_single_models_none(x64, tmp_path
         committee_errors(single, structures)
     with pytest.raises(ValueError):
         jaxmlp.ModelConfig("schnet", ("Cu",), 3.5, uncertainty_scale=0.0)
+
+
+def test_cli_eval_calibrates_a_committee(tmp_path, capsys):
+    import json
+
+    from jaxmlp.cli import main
+
+    data = labelled_cu(4, tmp_path)
+    committee = tmp_path / "committee.jaxmlp"
+    save_model(
+        jaxmlp.build_model("schnet", ("Cu",), 3.5, members=3, **SCHNET), committee
+    )
+    out, fixed = tmp_path / "metrics.json", tmp_path / "calibrated.jaxmlp"
+    command = ["eval", str(committee), data, "--json", str(out)]
+    command += ["--calibrate", data, "--save-calibrated", str(fixed)]
+    assert main(command + ["--plot", str(tmp_path / "cal.png")]) == 0
+    assert "spread vs error" in capsys.readouterr().out
+    block = json.load(open(out))["calibration"]
+    assert block["after"]["nll"] < block["before"]["nll"]
+    scale = load_model(fixed).config.uncertainty_scale
+    assert scale == pytest.approx(block["fit"]["factor"]) and scale != 1.0
+    assert (tmp_path / "cal.png").stat().st_size > 5_000
+    single = tmp_path / "single.jaxmlp"
+    save_model(jaxmlp.build_model("schnet", ("Cu",), 3.5, **SCHNET), single)
+    assert main(["eval", str(single), data, "--calibrate", data]) == 2
+    assert "committee" in capsys.readouterr().err

@@ -55,6 +55,18 @@ def add_parser(subparsers) -> None:
     ev.add_argument("--stress-key", default="REF_stress")
     ev.add_argument("--batch-size", type=int, default=8)
     ev.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    ev.add_argument(
+        "--calibrate",
+        metavar="VALID",
+        help="committee models: fit the one-parameter spread recalibration on these "
+        "labelled structures and report DATA's calibration before and after",
+    )
+    ev.add_argument(
+        "--save-calibrated",
+        metavar="OUT",
+        help="with --calibrate: write the recalibrated model file",
+    )
+    ev.add_argument("--plot", metavar="PNG", help="committee models: calibration plot")
     ev.set_defaults(func=run_eval)
 
 
@@ -99,15 +111,54 @@ def run_eval(args) -> int:
         metrics = evaluate(
             model, structures, batch_size=args.batch_size, dtype=args.dtype
         )
-    except (ModelFileError, DatasetError) as e:
+        calibration = None
+        if model.members is not None:
+            calibration = _calibration(args, model, structures, keys)
+        elif args.calibrate or args.plot:
+            raise ValueError(
+                f"{args.model} is a single model: calibration needs a committee "
+                "(train with model.ensemble: K)"
+            )
+    except (ModelFileError, DatasetError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_metrics(metrics))
+    if calibration is not None:
+        from jaxmlp.calibration import format_report
+
+        metrics["calibration"] = calibration
+        print("committee force spread vs error:")
+        print(format_report({k: v for k, v in calibration.items() if k != "fit"}))
     if args.json_path:
         from jaxmlp.model_io import atomic_write_bytes
 
         atomic_write_bytes(args.json_path, json.dumps(metrics, indent=2).encode())
     return 0
+
+
+def _calibration(args, model, structures, keys) -> dict:
+    """``{"stored": report}`` or, with --calibrate, ``{"before", "after", "fit"}``."""
+    from jaxmlp.calibration import calibrate, committee_errors, plot_calibration
+    from jaxmlp.data.dataset import read_structures
+    from jaxmlp.model_io import save_model
+
+    kwargs = dict(batch_size=args.batch_size, dtype=args.dtype)
+    before = committee_errors(model, structures, **kwargs)
+    out = {"stored": before.report}
+    curves = {"stored": before}
+    if args.calibrate:
+        valid = read_structures(args.calibrate, keys, species=model.species)
+        calibrated, fit = calibrate(model, valid, **kwargs)
+        after = committee_errors(calibrated, structures, **kwargs)
+        out = {"before": before.report, "after": after.report, "fit": fit}
+        curves = {"before": before, "after": after}
+        if args.save_calibrated:
+            save_model(calibrated, args.save_calibrated)
+    elif args.save_calibrated:
+        raise ValueError("--save-calibrated needs --calibrate VALID")
+    if args.plot:
+        plot_calibration(curves, args.plot)
+    return out
 
 
 if __name__ == "__main__":  # pragma: no cover
