@@ -375,16 +375,21 @@ def write_report(report, out) -> None:
 
 
 def render(paths, out) -> None:
-    """One report from the rows of several runs (their args listed per dataset)."""
+    """One report from the rows of several runs (their args listed per dataset); a
+    later run's row replaces an earlier one of the same dataset and model (a rerun)."""
     runs = [json.load(open(p)) for p in paths]
-    rows = [r for run in runs for r in run["rows"]]
+    by_key = {}
+    for run in runs:
+        for r in run["rows"]:
+            by_key[(r["dataset"], r["model"])] = r
+    rows = list(by_key.values())
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     args = dict(runs[0]["args"])
     args["datasets"] = datasets
     args["per_dataset"] = {
         d: next(
             run["args"] for run in runs if any(r["dataset"] == d for r in run["rows"])
-        )
+        )  # the first run of each dataset (a rerun of one model keeps the same args)
         for d in datasets
     }
     report = {

@@ -42,3 +42,11 @@ def test_model_family_notebook_executes(tmp_path, monkeypatch):
     for name in ("bp", "schnet", "painn", "nequip"):
         assert f"{name}:" in outputs and "cheaper than xTB" in outputs
     assert os.path.getsize(tmp_path / "work" / "error_vs_cost.png") > 10_000
+
+
+def test_active_learning_notebook_executes(tmp_path, monkeypatch):
+    outputs = execute(NOTEBOOKS / "03_active_learning.ipynb", tmp_path, monkeypatch)
+    for method in ("uncertainty", "random"):
+        assert f"{method}: final test force MAE" in outputs
+    assert "rank correlation of spread and error" in outputs
+    assert os.path.getsize(tmp_path / "work" / "learning_curves.png") > 10_000
