@@ -18,6 +18,8 @@ SECTIONS = [
     "compare_mace_torch",
     "model_family",
     "model_family_notes",
+    "active_learning",
+    "committee_cost",
 ]
 
 
