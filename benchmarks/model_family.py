@@ -416,6 +416,11 @@ def write_partial(args, rows) -> None:
     os.replace(path + ".tmp", path)
 
 
+def _fmt_mae(value) -> str:
+    """A table cell: meV/Å to 0.1, or a dash where the run did not measure it."""
+    return "–" if value is None else f"{value:.1f}"
+
+
 def _equal_epoch(rows):
     """The validation force MAE at the largest epoch every model of the dataset reached."""
     common = min(len(r["valid_forces_mae_by_epoch"]) for r in rows)
@@ -502,7 +507,7 @@ def markdown(report) -> str:
                 lines.append(
                     f"| {r['model']} | "
                     + " | ".join(
-                        f"{r['data_efficiency_forces_mae'][n]:.1f}" for n in ns
+                        _fmt_mae(r["data_efficiency_forces_mae"].get(n)) for n in ns
                     )
                     + f" | {pub} |"
                 )
