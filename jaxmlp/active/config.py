@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import yaml
-
 from jaxmlp.active.oracle import Oracle, OracleError
 from jaxmlp.md.integrators import ENSEMBLES
 from jaxmlp.train.config import (
@@ -23,6 +21,7 @@ from jaxmlp.train.config import (
     _check_model,
     _section,
     apply_overrides,
+    read_yaml,
 )
 
 
@@ -215,14 +214,7 @@ def load_learn_config(path: str | os.PathLike, overrides=()) -> LearnConfig:
     """Read a YAML campaign config, apply ``--set`` overrides, validate; relative file
     paths are resolved against the config file's folder."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ConfigError(f"{path}: no such config file")
-    with open(path) as f:
-        try:
-            data = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: invalid YAML: {e}") from None
-    config = learn_config_from_dict(apply_overrides(data, overrides))
+    config = learn_config_from_dict(apply_overrides(read_yaml(path), overrides))
     base = os.path.dirname(os.path.abspath(path))
 
     def resolve(value):

@@ -263,20 +263,26 @@ def apply_overrides(data: dict, overrides) -> dict:
     return data
 
 
+def read_yaml(path: str | os.PathLike) -> dict:
+    """The mapping in a YAML config file (empty file: {}); ConfigError names the file
+    when it is missing or not valid YAML."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: no such config file")
+    with open(path) as f:
+        try:
+            return yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: invalid YAML: {e}") from None
+
+
 def load_config(path: str | os.PathLike, overrides=()) -> Config:
     """Read a YAML config, apply ``--set`` overrides and validate.
 
     Relative data paths are resolved against the config file's folder.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ConfigError(f"{path}: no such config file")
-    with open(path) as f:
-        try:
-            data = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: invalid YAML: {e}") from None
-    config = config_from_dict(apply_overrides(data, overrides))
+    config = config_from_dict(apply_overrides(read_yaml(path), overrides))
     base = os.path.dirname(os.path.abspath(path))
     for key in ("train_file", "valid_file", "test_file"):
         value = getattr(config.data, key)
