@@ -18,7 +18,9 @@ is imported, each with one line in :func:`_register_builtins`; a module whose
 ``__call__`` takes the five edge arrays positionally is wrapped by
 :func:`from_flax_edges`, one taking ``inputs`` by :func:`from_flax`. An architecture that needs more than edges (triplets, ...)
 declares ``extras``; :func:`jaxmlp.edges.make_inputs` builds them wherever a model is
-called. Import errors are never swallowed.
+called. ``head`` says which parameters are the last layer (what the members of a
+shallow ensemble do not share): by default :func:`last_layer`, None for the classical
+potentials, which have no layers. Import errors are never swallowed.
 """
 
 from __future__ import annotations
@@ -58,13 +60,22 @@ class ArchitectureSpec:
     hyper: tuple[tuple[str, Any], ...] = ()
 
 
+def last_layer(shape: tuple[int, ...]) -> bool:
+    """The default head rule: a parameter maps straight to the one energy per atom when
+    its trailing axis has length 1 (the final ``Dense(1)`` kernel and bias, a readout
+    vector). True of the last layer of every built-in neural architecture."""
+    return len(shape) >= 1 and shape[-1] == 1
+
+
 @dataclasses.dataclass(frozen=True)
 class Architecture:
-    """A registry entry: the factory and the extra inputs the network needs."""
+    """A registry entry: the factory, the extra inputs the network needs and the head
+    rule ``head(shape) -> bool`` of its last-layer parameters (None: no such layer)."""
 
     name: str
     factory: Callable[[ArchitectureSpec], Network | nn.Module]
     extras: tuple[str, ...] = ()
+    head: Callable[[tuple[int, ...]], bool] | None = last_layer
 
     def build(self, spec: ArchitectureSpec) -> Network:
         try:
@@ -89,6 +100,7 @@ def register_architecture(
     factory: Callable[[ArchitectureSpec], Network | nn.Module],
     *,
     extras: tuple[str, ...] = (),
+    head: Callable[[tuple[int, ...]], bool] | None = last_layer,
     overwrite: bool = False,
 ) -> Architecture:
     """Register an architecture under ``name`` (used as ``model: {name: ...}`` in YAML).
@@ -98,6 +110,9 @@ def register_architecture(
         factory: ``factory(spec: ArchitectureSpec) -> Network | flax.linen.Module``.
         extras: names of extra inputs (see :mod:`jaxmlp.edges`) the network reads from
             ``inputs.extras``.
+        head: ``head(shape) -> bool`` picks the last-layer parameters by the shape of
+            one model's leaf (shallow ensembles give only those a member axis); None
+            if the architecture has no last layer.
         overwrite: replace an existing entry of that name.
     """
     if not isinstance(name, str) or not name:
@@ -108,7 +123,7 @@ def register_architecture(
         raise ValueError(
             f"architecture {name!r} is already registered (pass overwrite=True)"
         )
-    entry = Architecture(name, factory, tuple(extras))
+    entry = Architecture(name, factory, tuple(extras), head)
     ARCHITECTURES[name] = entry
     return entry
 
@@ -199,10 +214,12 @@ def _register_builtins() -> None:
 
     register_architecture("nequip", dataclass_factory(NequIP), overwrite=True)
     register_architecture("mace", dataclass_factory(MACE), overwrite=True)
-    register_architecture("morse", dataclass_factory(Morse), overwrite=True)
+    register_architecture("morse", dataclass_factory(Morse), head=None, overwrite=True)
     register_architecture("painn", dataclass_factory(PaiNN), overwrite=True)
-    register_architecture("lj", dataclass_factory(LennardJones), overwrite=True)
-    register_architecture("eam", dataclass_factory(EAM), overwrite=True)
+    register_architecture(
+        "lj", dataclass_factory(LennardJones), head=None, overwrite=True
+    )
+    register_architecture("eam", dataclass_factory(EAM), head=None, overwrite=True)
     register_architecture("schnet", dataclass_factory(SchNet), overwrite=True)
     register_architecture("bp", dataclass_factory(BehlerParrinello), overwrite=True)
     register_architecture("deeppot", dataclass_factory(DeepPotSE), overwrite=True)

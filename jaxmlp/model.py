@@ -9,6 +9,13 @@ A *committee* (``members=K``) is a model whose params carry a leading member axi
 length K: ``apply_fn`` then returns the committee mean (one vmapped call; forces of the
 mean are the mean of the forces), and :func:`make_member_apply_fn` the single-member
 function that :func:`jaxmlp.potential.predict_members` vmaps for the spread.
+
+A *shallow* committee (``shallow=True``, a last-layer ensemble) shares every parameter
+but the last layer: only the leaves of :func:`head_paths` carry the member axis, and
+:func:`member_axes` is the ``vmap`` ``in_axes`` prefix that says so (0 for a full
+committee). Under that ``vmap`` the shared trunk is computed once and only the heads K
+times, so energies cost little more than one model; each member's forces are still a
+gradient through the trunk (one batched backward pass).
 """
 
 from __future__ import annotations
@@ -49,6 +56,8 @@ class ModelConfig:
         avg_num_neighbors: normalisation of the message sum.
         members: committee size K (params have a leading axis of K), or None for a
             single model.
+        shallow: a committee whose members share everything but the last layer (the
+            parameters of :func:`head_paths`); needs ``members``.
         uncertainty_scale: one-parameter recalibration: every committee spread
             (energy, forces) is multiplied by it; fitted on validation data by
             :mod:`jaxmlp.calibration`. Dimensionless, finite and > 0.
@@ -63,6 +72,7 @@ class ModelConfig:
     shift: float = 0.0
     avg_num_neighbors: float = 16.0
     members: int | None = None
+    shallow: bool = False
     uncertainty_scale: float = 1.0
 
     def __post_init__(self):
@@ -77,6 +87,10 @@ class ModelConfig:
                     f"members must be a positive integer or None, got {self.members!r}"
                 )
             object.__setattr__(self, "members", int(self.members))
+        if not isinstance(self.shallow, bool):
+            raise ValueError(f"shallow must be true or false, got {self.shallow!r}")
+        if self.shallow and self.members is None:
+            raise ValueError("shallow=True needs a committee (members=K)")
         species = tuple(self.species)
         if len(set(species)) != len(species) or not species:
             raise ValueError(f"species must be distinct element symbols, got {species}")
@@ -165,6 +179,8 @@ def make_member_apply_fn(config: ModelConfig):
 
     apply_fn.extras = config.extras  # what the input builders must add
     apply_fn.spec = config.spec()  # passed to extra builders that need it
+    # vmap in_axes of committee params over members (see member_axes)
+    apply_fn.member_axes = member_axes(config) if config.members is not None else 0
     return apply_fn
 
 
@@ -176,12 +192,78 @@ def make_apply_fn(config: ModelConfig):
     if config.members is None:
         return member_fn
 
+    axes = member_fn.member_axes
+
     def apply_fn(params, inputs: EdgeInputs):
-        return jnp.mean(jax.vmap(member_fn, in_axes=(0, None))(params, inputs), axis=0)
+        per_member = jax.vmap(member_fn, in_axes=(axes, None))(params, inputs)
+        return jnp.mean(per_member, axis=0)
 
     apply_fn.extras = config.extras
     apply_fn.spec = member_fn.spec
+    apply_fn.member_axes = axes
     return apply_fn
+
+
+@functools.lru_cache(maxsize=64)
+def head_paths(config: ModelConfig) -> frozenset[str]:
+    """``jax.tree_util.keystr`` paths of the last-layer leaves of ONE model of
+    ``config`` (what a shallow committee's members do not share), picked by the
+    architecture's head rule (:func:`jaxmlp.architectures.last_layer` by default).
+    Raises for an architecture without such leaves."""
+    rule = get_architecture(config.name).head
+    paths = frozenset()
+    if rule is not None:
+        single = config.replace(members=None, shallow=False)
+        shapes = jax.eval_shape(_jitted_init(single), jax.random.key(0))
+        paths = frozenset(
+            jax.tree_util.keystr(path)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(shapes)[0]
+            if rule(leaf.shape)
+        )
+    if not paths:
+        raise ValueError(
+            f"architecture {config.name!r} has no last-layer parameters (its head "
+            "rule picks none), so it cannot be a shallow ensemble; use a full "
+            "committee (shallow: false)"
+        )
+    return paths
+
+
+@functools.lru_cache(maxsize=64)
+def member_axes(config: ModelConfig):
+    """``vmap`` ``in_axes`` of a committee's params over its members: 0 for a full
+    committee; for a shallow one a params-shaped pytree, 0 on the head leaves and
+    None on the shared ones."""
+    if config.members is None:
+        raise ValueError("not a committee model")
+    if not config.shallow:
+        return 0
+    heads = head_paths(config)
+    single = config.replace(members=None, shallow=False)
+    shapes = jax.eval_shape(_jitted_init(single), jax.random.key(0))
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: 0 if jax.tree_util.keystr(path) in heads else None, shapes
+    )
+
+
+def count_members(params, axes=0) -> int:
+    """K: the length of the member axis of committee ``params`` (``axes`` from
+    :func:`member_axes`)."""
+    if axes == 0:
+        return jax.tree.leaves(params)[0].shape[0]
+    mapped = jax.tree.map(
+        lambda a, p: None if a is None else p, axes, params, is_leaf=lambda a: a is None
+    )
+    return jax.tree.leaves(mapped)[0].shape[0]
+
+
+def _take_member(params, axes, k: int):
+    """Member ``k``'s params (shared leaves as they are)."""
+    if axes == 0:
+        return jax.tree.map(lambda p: p[k], params)
+    return jax.tree.map(
+        lambda a, p: p if a is None else p[k], axes, params, is_leaf=lambda a: a is None
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,8 +300,8 @@ class Model:
         """Member ``k`` of a committee as a single model."""
         if self.members is None:
             raise ValueError("not a committee model")
-        params = jax.tree.map(lambda p: p[k], self.params)
-        return Model(self.config.replace(members=None), params)
+        params = _take_member(self.params, member_axes(self.config), k)
+        return Model(self.config.replace(members=None, shallow=False), params)
 
     def replace(self, **changes) -> Model:
         return dataclasses.replace(self, **changes)
@@ -242,7 +324,17 @@ def _jitted_init(config: ModelConfig):
     init_one = lambda key: net.init(key, inputs)
     if config.members is None:
         return jax.jit(init_one)
-    return jax.jit(jax.vmap(init_one))
+    if not config.shallow:
+        return jax.jit(jax.vmap(init_one))
+    heads = head_paths(config)
+
+    def init_shallow(keys):  # K full inits; the trunk is member 0's
+        stacked = jax.vmap(init_one)(keys)
+        return jax.tree_util.tree_map_with_path(
+            lambda path, p: p if jax.tree_util.keystr(path) in heads else p[0], stacked
+        )
+
+    return jax.jit(init_shallow)
 
 
 def init_params(config: ModelConfig, seed: int = 0):
@@ -250,7 +342,7 @@ def init_params(config: ModelConfig, seed: int = 0):
 
     A committee's members get independent initialisations: member 0 that of a single
     model with ``seed`` (so a committee of one is that model), member k > 0 the key
-    ``fold_in(key(seed), k)``.
+    ``fold_in(key(seed), k)``. A shallow committee's shared trunk is member 0's.
     """
     key = jax.random.key(seed)
     if config.members is not None:
@@ -268,6 +360,9 @@ def init_params(config: ModelConfig, seed: int = 0):
 
 def params_shapes(config: ModelConfig):
     """The params pytree of ``config`` as ShapeDtypeStructs (nothing is computed)."""
+    _jitted_init(
+        config
+    )  # built (and cached) outside the trace: its inputs are constants
     return jax.eval_shape(lambda: init_params(config, 0))
 
 
@@ -282,6 +377,7 @@ def build_model(
     shift: float = 0.0,
     avg_num_neighbors: float = 16.0,
     members: int | None = None,
+    shallow: bool = False,
     **hyper,
 ) -> Model:
     """Build a model with freshly initialised params.
@@ -296,6 +392,7 @@ def build_model(
         scale, shift: per-atom energy scale and shift in eV.
         avg_num_neighbors: message normalisation (training sets it from data).
         members: build a committee of this many independently initialised members.
+        shallow: the members share everything but the last layer.
         **hyper: architecture hyper-parameters, e.g. ``num_layers=3, channels=32, l_max=2``.
     """
     config = ModelConfig(
@@ -308,5 +405,6 @@ def build_model(
         shift=shift,
         avg_num_neighbors=avg_num_neighbors,
         members=members,
+        shallow=shallow,
     )
     return Model(config, init_params(config, seed))

@@ -115,10 +115,12 @@ def predict(
 def predict_members(
     member_apply_fn, params, graph: Graph, *, compute_stress: bool = True
 ) -> MemberPredictions:
-    """Every committee member's predictions (one vmapped call over the leading params
-    axis), their mean and spread (standard deviation over members, same units)."""
+    """Every committee member's predictions (one vmapped call over the params' member
+    axis, ``member_apply_fn.member_axes``: shared leaves of a shallow committee are not
+    mapped), their mean and spread (standard deviation over members, same units)."""
     members = jax.vmap(
-        lambda p: predict(member_apply_fn, p, graph, compute_stress=compute_stress)
+        lambda p: predict(member_apply_fn, p, graph, compute_stress=compute_stress),
+        in_axes=(getattr(member_apply_fn, "member_axes", 0),),
     )(params)
     mean = jax.tree.map(lambda x: jnp.mean(x, axis=0), members)
     std = jax.tree.map(lambda x: jnp.std(x, axis=0), members)

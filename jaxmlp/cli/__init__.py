@@ -1,4 +1,4 @@
-"""Command line: ``jaxmlp train | eval | md | relax | demo | analyze | learn``.
+"""Command line: ``jaxmlp train | eval | md | relax | demo | analyze | learn | export``.
 
 Each sub-command lives in its own module exposing ``add_parser(subparsers)``, which
 registers the command and sets ``func`` (``args -> exit code``) as its default.
@@ -11,7 +11,7 @@ import importlib
 import sys
 
 COMMAND_MODULES = tuple(
-    f"jaxmlp.cli.{n}" for n in ("train", "md", "demo", "analyze", "learn")
+    f"jaxmlp.cli.{n}" for n in ("train", "md", "demo", "analyze", "learn", "export")
 )
 
 

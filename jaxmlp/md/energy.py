@@ -52,6 +52,7 @@ def make_energy_fn(apply_fn, displacement_fn, species):
         )
         return jnp.sum(apply_fn(params, inputs))
 
+    energy_fn.member_axes = getattr(apply_fn, "member_axes", 0)
     return energy_fn
 
 
@@ -129,7 +130,8 @@ def forces_std(member_energy_fn, params, positions, neighbor, box=None, rotation
             positions
         )
 
-    forces = jax.vmap(member_forces)(params)  # [K, n, 3]
+    axes = getattr(member_energy_fn, "member_axes", 0)  # shallow: shared trunk
+    forces = jax.vmap(member_forces, in_axes=(axes,))(params)  # [K, n, 3]
     if rotation is not None:
         forces = forces @ jnp.asarray(rotation, forces.dtype)
     return jnp.std(forces, axis=0)

@@ -483,14 +483,16 @@ def aggregate_messages(
     """
     n = h.shape[0]
     n_edges = sh.shape[0]
-    if chunk <= 0 or n_edges <= chunk:
+    symbolic = not isinstance(n_edges, int)  # jax.export: always take the chunked path
+    if chunk <= 0 or (not symbolic and n_edges <= chunk):
         messages = edge_tensor_product(plan, h[senders], sh, weights)  # [n_edges, Q, C]
         return jax.ops.segment_sum(messages, receivers, num_segments=n)
     n_chunks = -(-n_edges // chunk)
     pad = n_chunks * chunk - n_edges
 
     def split(a):
-        a = jnp.concatenate([a, jnp.zeros((pad,) + a.shape[1:], a.dtype)]) if pad else a
+        if symbolic or pad:
+            a = jnp.concatenate([a, jnp.zeros((pad,) + a.shape[1:], a.dtype)])
         return a.reshape((n_chunks, chunk) + a.shape[1:])
 
     q = sum((2 * l + 1) * plan.mid_counts[l] for l in plan.ls_target)

@@ -1,7 +1,8 @@
 """Training configuration: YAML -> dataclasses, with ``--set key=value`` overrides.
 
 Sections: ``model`` (``name``, ``r_max``, optional ``species``, ``atomic_energies`` and
-``ensemble`` (a committee of K members trained together), plus any hyper-parameter of
+``ensemble`` (a committee of K members trained together) and ``shallow`` (its members
+share all but the last layer), plus any hyper-parameter of
 the architecture, e.g. ``num_layers``, ``channels``, ``l_max``), ``data``, ``train`` and
 ``output`` (the run directory). Unknown keys are an
 error that names them; values are checked against the field types.
@@ -17,7 +18,7 @@ import yaml
 
 from jaxmlp import precision
 
-MODEL_KEYS = ("name", "r_max", "species", "atomic_energies", "ensemble")
+MODEL_KEYS = ("name", "r_max", "species", "atomic_energies", "ensemble", "shallow")
 
 
 class ConfigError(ValueError):
@@ -64,7 +65,12 @@ class TrainConfig:
             evaluations without improvement) or ``constant``.
         warmup_epochs: linear warm-up length.
         clip_norm: global gradient-norm clip (None: off).
-        loss: ``mse`` or ``huber`` (``huber_delta`` in eV/atom, eV/Å, eV/Å³).
+        loss: ``mse`` or ``huber`` (``huber_delta`` in eV/atom, eV/Å, eV/Å³), or, for
+            committees, ``nll``: the Gaussian negative log-likelihood of the labels
+            under the committee's mean and variance (energies per atom, forces per
+            component, stress), which trains the spread to match the error; before
+            ``nll_start_epoch`` every member trains on its own MSE.
+        nll_start_epoch: epoch at which ``loss: nll`` takes over from MSE.
         energy_weight, forces_weight, stress_weight: loss weights.
         ema_decay: EMA of the weights, used for validation and the saved model.
         seed: seeds initial params and shuffling.
@@ -93,6 +99,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     loss: str = "mse"
     huber_delta: float = 0.01
+    nll_start_epoch: float = 0.0
     energy_weight: float = 1.0
     forces_weight: float = 100.0
     stress_weight: float = 10.0
@@ -191,15 +198,21 @@ def _check_model(model) -> dict:
         raise ConfigError(
             f"model.ensemble must be a positive integer (committee size), got {ensemble!r}"
         )
-    from jaxmlp.model import ModelConfig, network
+    shallow = model.get("shallow", False)
+    if not isinstance(shallow, bool):
+        raise ConfigError(f"model.shallow must be true or false, got {shallow!r}")
+    if shallow and ensemble is None:
+        raise ConfigError("model.shallow needs model.ensemble (the number of heads)")
+    from jaxmlp.model import ModelConfig, head_paths, network
 
     hyper = {k: v for k, v in model.items() if k not in MODEL_KEYS}
     try:  # validates the name and every hyper-parameter against the architecture
-        network(
-            ModelConfig(
-                model["name"], ("H",), float(model["r_max"]), tuple(hyper.items())
-            )
+        probe = ModelConfig(
+            model["name"], ("H",), float(model["r_max"]), tuple(hyper.items())
         )
+        network(probe)
+        if shallow:
+            head_paths(probe)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"model: {e}") from None
     return model
@@ -231,6 +244,15 @@ def config_from_dict(data: dict) -> Config:
     for key in ("epochs", "batch_size", "eval_every", "num_buckets"):
         if getattr(config.train, key) < 1:
             raise ConfigError(f"train.{key} must be >= 1")
+    if config.train.loss not in ("mse", "huber", "nll"):
+        raise ConfigError(
+            f"train.loss must be mse, huber or nll, got {config.train.loss!r}"
+        )
+    if config.train.loss == "nll" and config.model.get("ensemble") is None:
+        raise ConfigError(
+            "train.loss: nll needs a committee (model.ensemble: K, e.g. with "
+            "model.shallow: true): its spread is the predicted uncertainty"
+        )
     fraction = config.train.bootstrap_fraction
     if fraction is not None:
         if not 0.0 < fraction <= 1.0:

@@ -152,6 +152,7 @@ def _step_settings(tc, steps_per_epoch: int) -> tuple:
         tc.ema_decay,
         tc.loss,
         tc.huber_delta,
+        int(round(tc.nll_start_epoch * steps_per_epoch)),
     )
 
 
@@ -165,9 +166,10 @@ def _compiled_steps(model_config, settings: tuple, total_steps: int):
     (XLA CPU), and a long-lived process fitting many models (learning curves, active
     learning) would otherwise exhaust ``vm.max_map_count`` (65530) after a few fits.
     """
-    lr, name, schedule, warmup, min_ratio, clip, wd, weights, ema, loss, delta = (
-        settings
+    (lr, name, schedule, warmup, min_ratio, clip, wd, weights, ema, loss, delta) = (
+        settings[:11]
     )
+    nll_start_step = settings[11]
     optimizer = make_optimizer(
         lr,
         total_steps,
@@ -177,7 +179,8 @@ def _compiled_steps(model_config, settings: tuple, total_steps: int):
         min_lr_ratio=min_ratio,
         clip_norm=clip,
         weight_decay=wd,
-        members=model_config.members is not None,
+        # per-member clipping needs every leaf to carry the member axis
+        members=model_config.members is not None and not model_config.shallow,
     )
     fns = make_steps(
         make_apply_fn(model_config),
@@ -189,6 +192,7 @@ def _compiled_steps(model_config, settings: tuple, total_steps: int):
         member_apply_fn=(
             None if model_config.members is None else make_member_apply_fn(model_config)
         ),
+        nll_start_step=nll_start_step,
     )
     counter = {"train": 0, "eval": 0}
 
@@ -278,6 +282,7 @@ def prepare(config: Config, initial_params=None) -> Run:
         shift=stats.shift,
         avg_num_neighbors=stats.avg_num_neighbors,
         members=config.model.get("ensemble"),
+        shallow=bool(config.model.get("shallow", False)),
         **config.hyper,
     )
     if initial_params is not None:

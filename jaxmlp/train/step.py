@@ -14,6 +14,11 @@ vmapped call evaluates them all. ``member_mask`` [K, n_graphs] bool (None: all T
 restricts member k's loss to its own subset of structures (bootstrap subsets). The
 logged errors and the validation loss are those of the committee mean, the model's
 prediction.
+
+With ``loss="nll"`` (committees only) the objective from step ``nll_start_step`` on is
+instead :func:`jaxmlp.train.loss.nll_fn` of the whole committee (members are coupled:
+their spread is trained to be the error); before it, the per-member MSE above. Both
+are computed every step and one is selected, so the switch costs no recompilation.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxmlp.data.batching import Batch, Labels
+from jaxmlp.model import count_members
 from jaxmlp.potential import predict
-from jaxmlp.train.loss import LossWeights, error_sums, loss_fn
+from jaxmlp.train.loss import LossWeights, error_sums, loss_fn, nll_fn
 from jaxmlp.train.optim import ema_update
 
 
@@ -74,31 +80,41 @@ def make_steps(
     huber_delta: float = 0.01,
     compute_stress: bool = True,
     member_apply_fn=None,
+    nll_start_step: int = 0,
 ) -> StepFns:
     """Pure train/eval steps for ``apply_fn`` (see the module docstring).
 
     ``member_apply_fn``: for a committee, one member's ``apply_fn`` (``apply_fn`` is
     then the committee mean, used for validation).
     """
+    nll = loss == "nll"
+    if nll and member_apply_fn is None:
+        raise ValueError("loss='nll' needs a committee (member_apply_fn)")
+    member_loss = "mse" if nll else loss
 
     def objective(params, batch: Batch):
         pred = predict(apply_fn, params, batch.graph, compute_stress=compute_stress)
         value = loss_fn(pred, batch.labels, weights, loss, huber_delta)
         return value, pred
 
-    def committee_objective(params, batch: Batch, member_mask):
+    def committee_objective(params, batch: Batch, member_mask, step):
         graph = batch.graph
 
         def one(p, mask):
             pred = predict(member_apply_fn, p, graph, compute_stress=compute_stress)
             labels = masked_labels(batch.labels, mask, graph.node_graph)
-            return loss_fn(pred, labels, weights, loss, huber_delta), pred
+            return loss_fn(pred, labels, weights, member_loss, huber_delta), pred
 
-        k = jax.tree.leaves(params)[0].shape[0]
+        axes = getattr(member_apply_fn, "member_axes", 0)  # shallow: shared trunk
         if member_mask is None:
-            member_mask = jnp.ones((k, graph.n_graphs), bool)
-        values, preds = jax.vmap(one)(params, member_mask)
-        return jnp.mean(values), jax.tree.map(lambda x: jnp.mean(x, axis=0), preds)
+            member_mask = jnp.ones((count_members(params, axes), graph.n_graphs), bool)
+        values, preds = jax.vmap(one, in_axes=(axes, 0))(params, member_mask)
+        value = jnp.mean(values)
+        if nll:
+            value = jnp.where(
+                step >= nll_start_step, nll_fn(preds, batch.labels, weights), value
+            )
+        return value, jax.tree.map(lambda x: jnp.mean(x, axis=0), preds)
 
     def train_step(state: TrainState, batch: Batch, member_mask=None):
         if member_apply_fn is None:
@@ -108,7 +124,7 @@ def make_steps(
         else:
             (value, pred), grads = jax.value_and_grad(
                 committee_objective, has_aux=True
-            )(state.params, batch, member_mask)
+            )(state.params, batch, member_mask, state.step)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ema = ema_update(state.ema_params, params, ema_decay, state.step)
@@ -120,7 +136,10 @@ def make_steps(
         return new, sums
 
     def eval_step(params, batch: Batch):
-        value, pred = objective(params, batch)
+        if nll:
+            value, pred = committee_objective(params, batch, None, nll_start_step)
+        else:
+            value, pred = objective(params, batch)
         n = jnp.sum(batch.graph.graph_mask).astype(value.dtype)
         return error_sums(pred, batch.labels) | {"loss": value * n, "loss_n": n}
 
