@@ -80,6 +80,9 @@ class TrainConfig:
         num_buckets: padding size buckets (the train step compiles at most this often).
         dtype: ``float32`` or ``float64`` computation.
         progress: show a progress bar.
+        devices: data-parallel training over this many devices (None: every device
+            jax sees; 1: today's single-device program). Each padded batch is split
+            over them, params replicated, gradients averaged by the compiler.
         bootstrap_fraction: committees only: member k trains on its own random subset
             of this fraction of the training structures (seeded by ``seed`` and k);
             None: every member sees every structure (members differ by their
@@ -112,6 +115,7 @@ class TrainConfig:
     dtype: str = "float32"
     progress: bool = True
     bootstrap_fraction: float | None = None
+    devices: int | None = None
 
 
 @dataclasses.dataclass

@@ -29,7 +29,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +46,13 @@ from jaxmlp.evaluate import evaluate
 from jaxmlp.metrics import metrics_from_sums
 from jaxmlp.model import Model, build_model, make_apply_fn, make_member_apply_fn
 from jaxmlp.model_io import atomic_write_bytes, save_model
+from jaxmlp.sharding import (
+    data_mesh,
+    is_writer,
+    replicate,
+    shard_leading,
+    sizes_for_devices,
+)
 from jaxmlp.train.checkpoint import load_checkpoint, save_checkpoint
 from jaxmlp.train.config import Config, ConfigError, TrainConfig
 from jaxmlp.train.loss import LossWeights
@@ -232,6 +239,8 @@ class Run(NamedTuple):
     compiles: Callable[[], dict]  # {"train", "eval"} compilations since prepare()
     # [K, n_train] bool: the structures member k trains on (None: all)
     member_subsets: np.ndarray | None
+    # data-parallel mesh (None: one device); batches split over it, state replicated
+    mesh: Any = None
 
 
 def open_run_dir(config: Config, *, resume: bool, overwrite: bool) -> str:
@@ -287,12 +296,16 @@ def prepare(config: Config, initial_params=None) -> Run:
     )
     if initial_params is not None:
         model = model.replace(params=_warm_start(model.params, initial_params))
+    mesh = data_mesh(tc.devices)
+    n_devices = 1 if mesh is None else mesh.size
     buckets = make_buckets(
         [d for d in (train_ds, valid_ds, test_ds) if d is not None],
         tc.batch_size,
         tc.num_buckets,
         tc.seed,
     )
+    # every device holds an equal slice of each padded batch (still static shapes)
+    buckets = [sizes_for_devices(b, n_devices) for b in buckets]
     steps_per_epoch = math.ceil(len(train_ds) / tc.batch_size)
     optimizer, train_step, eval_step, counter, lr_fn = _compiled_steps(
         model.config,
@@ -318,6 +331,7 @@ def prepare(config: Config, initial_params=None) -> Run:
         member_subsets=member_subsets(
             model.config.members, len(train_ds), tc.bootstrap_fraction, tc.seed
         ),
+        mesh=mesh,
     )
 
 
@@ -378,6 +392,8 @@ def train_epoch(run: Run, state, epoch: int, on_step: Callable[[], None]):
         if run.member_subsets is not None:  # [K, n_graphs]; padding graphs False
             mask = np.zeros((run.member_subsets.shape[0], info.sizes.n_graphs), bool)
             mask[:, : len(info.indices)] = run.member_subsets[:, info.indices]
+            mask = replicate(mask, run.mesh)
+        batch = shard_leading(batch, run.mesh)
         state, sums = run.train_step(state, batch, mask)
         totals = _add(totals, sums)
         on_step()
@@ -402,6 +418,7 @@ def validate(run: Run, params) -> dict:
     totals = None
     for info in plan_batches(run.valid_ds, run.config.train.batch_size, run.buckets):
         batch = make_batch(run.valid_ds, info.indices, info.sizes, run.float_dtype)
+        batch = shard_leading(batch, run.mesh)
         totals = _add(totals, run.eval_step(params, batch))
     totals = jax.device_get(totals)
     record = {"valid_loss": float(totals["loss"] / totals["loss_n"])}
@@ -454,7 +471,8 @@ def finish(run: Run, best_params, history: list, summary: dict) -> FitResult:
         run.model.config,
         jax.tree.map(lambda p: np.asarray(p, np.float32), best_params),
     )
-    save_model(best, os.path.join(run_dir, "model.jaxmlp"))
+    if is_writer():
+        save_model(best, os.path.join(run_dir, "model.jaxmlp"))
     evaluate_on = functools.partial(
         evaluate,
         best,
@@ -526,6 +544,7 @@ def fit(
             )
             state = jax.tree.map(jnp.asarray, state)
             history = _read_history(config.output, loop["epoch"])
+        state = replicate(state, run.mesh)
         bar = tqdm(
             total=max((tc.epochs - loop["epoch"]) * run.steps_per_epoch, 0),
             desc="training",
@@ -552,8 +571,9 @@ def fit(
                 record["elapsed_s"] = time.perf_counter() - t_start
                 loop["epoch"] = epoch
                 history.append(record)
-                save_checkpoint(ckpt_path, state, best_params, config_json, loop)
-                _write_logs(config.output, history)
+                if is_writer():  # multi-host: process 0 alone writes
+                    save_checkpoint(ckpt_path, state, best_params, config_json, loop)
+                    _write_logs(config.output, history)
                 f_mae = record.get("valid_forces_mae_meV_per_A")
                 bar.set_postfix_str(
                     f"epoch {epoch} loss {record['train_loss']:.3g}"
