@@ -20,6 +20,7 @@ from jaxmlp.data.batching import GraphDataset, make_batch, make_buckets, plan_ba
 from jaxmlp.metrics import error_sums, metrics_from_sums
 from jaxmlp.model import Model
 from jaxmlp.potential import predict, predict_members
+from jaxmlp.sharding import data_mesh, replicate, shard_leading, sizes_for_devices
 from jaxmlp.structure import Structure
 
 
@@ -45,8 +46,14 @@ def evaluate(
     num_buckets: int = 2,
     buckets=None,
     return_predictions: bool = False,
+    devices: int | None = None,
 ):
     """Metrics of ``model`` over ``structures``.
+
+    Structures of any sizes are evaluated ``batch_size`` at a time in a few padded
+    buckets (one compilation each). ``devices``: split every batch over this many
+    devices (None: all jax sees; see :mod:`jaxmlp.sharding`); results equal one
+    device's up to the order of sums.
 
     Returns:
         ``{"energy_mae_meV_per_atom", "energy_rmse_meV_per_atom", "forces_mae_meV_per_A",
@@ -65,6 +72,8 @@ def evaluate(
         dataset = GraphDataset.build(structures, model.species, model.r_max)
     if buckets is None:
         buckets = make_buckets([dataset], batch_size, num_buckets)
+    mesh = data_mesh(devices)
+    buckets = [sizes_for_devices(b, 1 if mesh is None else mesh.size) for b in buckets]
     totals: dict = {}
     committee = model.members is not None
     keys = ["energy_ref", "energy_pred", "forces_ref", "forces_pred"]
@@ -74,15 +83,17 @@ def evaluate(
     scale = model.config.uncertainty_scale
     with precision.scope(dtype) as float_dtype:
         params = jax.tree.map(lambda p: np.asarray(p, float_dtype), model.params)
+        params = replicate(params, mesh)
         for info in plan_batches(dataset, batch_size, buckets):
             batch = make_batch(dataset, info.indices, info.sizes, float_dtype)
+            device_batch = shard_leading(batch, mesh)
             if committee:
                 pred, std, sums = jax.device_get(
-                    _predict_members_sums(model.member_apply_fn, params, batch)
+                    _predict_members_sums(model.member_apply_fn, params, device_batch)
                 )
             else:
                 pred, sums = jax.device_get(
-                    _predict_sums(model.apply_fn, params, batch)
+                    _predict_sums(model.apply_fn, params, device_batch)
                 )
             for k, v in sums.items():
                 totals[k] = totals.get(k, 0.0) + float(v)

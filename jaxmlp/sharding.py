@@ -52,6 +52,19 @@ def data_mesh(devices: int | None) -> Mesh | None:
     return Mesh(np.array(jax.devices()[:n]), (AXIS,))
 
 
+def replica_mesh(n_replicas: int, devices: int | None = None) -> Mesh | None:
+    """A mesh for ``n_replicas`` independent replicas: ``devices`` of them (None: the
+    most devices that divide ``n_replicas``); None when that is one device."""
+    if devices is None:
+        devices = max(
+            d for d in range(1, jax.device_count() + 1) if n_replicas % d == 0
+        )
+    n = resolve_devices(devices)
+    if n_replicas % n:
+        raise ValueError(f"{n_replicas} replicas cannot be split over {n} devices")
+    return data_mesh(n)
+
+
 def sizes_for_devices(sizes: PaddingSizes, n_devices: int) -> PaddingSizes:
     """``sizes`` with nodes, edges and graphs rounded up to multiples of ``n_devices``
     (the extra graphs are empty padding graphs)."""

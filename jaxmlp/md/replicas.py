@@ -8,6 +8,10 @@ targets its own temperature. jax-md's ``lax.cond`` rebuild check becomes a selec
 under ``vmap``, so lists are rebuilt every step here: replicas trade that for one
 program and one host sync per chunk for all of them. A repairable neighbor error in
 any replica reallocates every list (padded to the largest capacity) and redoes the chunk.
+
+With several devices the replica axis is split over them
+(:func:`jaxmlp.sharding.replica_mesh`, ``MDOptions.devices``): the same program, laid
+out by ``NamedSharding``; replicas never communicate, so each device advances its own.
 """
 
 from __future__ import annotations
@@ -30,10 +34,11 @@ from jaxmlp.md.run import (
     rows_of,
     spread_stop,
 )
-from jaxmlp.md.simulation import make_simulation
+from jaxmlp.md.simulation import make_simulation, precision
 from jaxmlp.md.trajectory import ThermoWriter, TrajectoryWriter, read_thermo
 from jaxmlp.model import Model
 from jaxmlp.model_io import load_model
+from jaxmlp.sharding import replica_mesh, shard_leading
 from jaxmlp.units import KB
 
 
@@ -133,6 +138,10 @@ def run_replicas(
         jax.tree.map(stack, *[p.carry.ref_box for p in starts]),
     )
     carry, alloc_box = reallocate(sim, carry, batched=True, growth=1.0)
+    mesh = replica_mesh(n_replicas, options.devices)
+    kT = np.asarray(temperatures, sim.dtype) * KB
+    with precision(sim.x64):  # float64 runs must not be cast on the way to devices
+        carry, kT = shard_leading((carry, kT), mesh)
     progress = Progress(carry, 0, alloc_box, compilations=programs.traces)
     max_temperature = options.max_temperature or tuple(
         5.0 * max(t, 300.0) for t in temperatures
@@ -147,7 +156,7 @@ def run_replicas(
             steps // stride,
             stride=stride,
             frames_per_chunk=options.frames_per_chunk,
-            kT=np.asarray(temperatures) * KB,
+            kT=kT,
             batched=True,
             guards=guards_for(sim, options.min_distance, max_temperature),
             on_frames=on_frames,

@@ -58,6 +58,9 @@ class MDOptions:
             in which a frame's largest per-atom force spread exceeds it (that chunk's
             frames are all written, the restart is at its end; the message names the
             first such frame). None: never stop for it (the spread is still recorded).
+        devices: replicas only (:func:`~jaxmlp.md.replicas.run_replicas`): spread the
+            replica axis over this many devices (None: the most devices that divide
+            the replica count; 1: one device).
     """
 
     dtype: str | None = "float32"
@@ -71,6 +74,7 @@ class MDOptions:
     plots: bool = True
     raise_on_blowup: bool = True
     max_force_std: float | None = None
+    devices: int | None = None
 
     def __post_init__(self):
         if self.stride < 1 or self.frames_per_chunk < 1:
