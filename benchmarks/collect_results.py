@@ -20,6 +20,10 @@ SECTIONS = [
     "model_family_notes",
     "active_learning",
     "committee_cost",
+    "data_parallel",
+    "large_systems",
+    "large_systems_plan",
+    "gpu_check",
 ]
 
 

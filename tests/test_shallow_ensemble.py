@@ -213,10 +213,23 @@ def test_nll_training_calibrates_a_shallow_ensemble(data, tmp_path):
     assert held_out_calibration(loaded, held_out)[0] == pytest.approx(
         nll_ratio, rel=1e-9
     )
-    # the switch from MSE to NLL inside one compiled step: no recompilation
+    # the switch from MSE to NLL inside one compiled step: no recompilation; and the
+    # automatic recalibration on the validation set is stored in the saved model
     late = fit(
-        shallow_config(data, str(tmp_path / "late"), "nll", nll_start_epoch=5, epochs=8)
+        shallow_config(
+            data,
+            str(tmp_path / "late"),
+            "nll",
+            nll_start_epoch=5,
+            epochs=8,
+            calibrate=True,
+        )
     )
+    report = late.metrics["calibration"]
+    assert report["after"]["nll"] <= report["before"]["nll"]
+    saved = jaxmlp.load_model(late.run_dir + "/model.jaxmlp").config.uncertainty_scale
+    assert saved == pytest.approx(report["uncertainty_scale_after"])
+    assert saved != 1.0
     # one compilation per padding bucket
     assert late.metrics["compiles_train"] <= len(late.metrics["buckets"])
     assert np.isfinite(late.history[-1]["valid_loss"])

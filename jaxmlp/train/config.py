@@ -80,6 +80,9 @@ class TrainConfig:
         num_buckets: padding size buckets (the train step compiles at most this often).
         dtype: ``float32`` or ``float64`` computation.
         progress: show a progress bar.
+        calibrate: committees: after training, fit the one-parameter recalibration
+            of the spread (:func:`jaxmlp.calibration.calibrate`) on the validation set
+            and store it in the saved model (``metrics.json`` gets the report).
         devices: data-parallel training over this many devices (None: every device
             jax sees; 1: today's single-device program). Each padded batch is split
             over them, params replicated, gradients averaged by the compiler.
@@ -116,6 +119,7 @@ class TrainConfig:
     progress: bool = True
     bootstrap_fraction: float | None = None
     devices: int | None = None
+    calibrate: bool = False
 
 
 @dataclasses.dataclass

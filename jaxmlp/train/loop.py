@@ -471,6 +471,17 @@ def finish(run: Run, best_params, history: list, summary: dict) -> FitResult:
         run.model.config,
         jax.tree.map(lambda p: np.asarray(p, np.float32), best_params),
     )
+    calibration = None
+    if tc.calibrate and best.members is not None:
+        from jaxmlp.calibration import calibrate
+
+        best, calibration = calibrate(
+            best,
+            run.valid_ds,
+            batch_size=tc.batch_size,
+            dtype=tc.dtype,
+            buckets=run.buckets,
+        )
     if is_writer():
         save_model(best, os.path.join(run_dir, "model.jaxmlp"))
     evaluate_on = functools.partial(
@@ -482,6 +493,8 @@ def finish(run: Run, best_params, history: list, summary: dict) -> FitResult:
         return_predictions=True,
     )
     metrics = summary
+    if calibration is not None:
+        metrics["calibration"] = calibration
     metrics["valid"], parity = evaluate_on(run.valid_ds)
     metrics["test"] = None
     parity_title = "validation set"
