@@ -34,6 +34,7 @@ import numpy as np
 from jaxmlp import __version__, precision
 from jaxmlp.graph import Graph
 from jaxmlp.model import Model
+from jaxmlp.model_io import atomic_write_bytes
 from jaxmlp.potential import predict
 
 FORMAT = "jaxmlp-export-1"
@@ -124,23 +125,5 @@ def export_model(
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("metadata.json", json.dumps(metadata, indent=2))
         archive.writestr("program.bin", program)
-    _atomic_write(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
     return metadata
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    import os
-    import tempfile
-
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".export-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
