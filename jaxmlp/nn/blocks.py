@@ -129,20 +129,33 @@ class SpeciesLinear(nn.Module):
 
 class RadialMLP(nn.Module):
     """e3nn ``FullyConnectedNet``: no biases, ``x @ w / sqrt(fan_in)``, normalised silu
-    between layers (none after the last). Zero input gives zero output."""
+    between layers (none after the last). Zero input gives zero output.
 
+    Calling the module returns its weights ``(w_0, w_1, ...)`` (params ``layer_i``,
+    ``[fan_in, fan_out]``); :func:`radial_mlp` applies them, also inside a ``lax.scan``
+    over edge chunks, where flax modules cannot be called.
+    """
+
+    num_in: int
     hidden: tuple[int, ...]
     num_out: int
 
     @nn.compact
-    def __call__(self, x):  # [n_edges, num_basis]
-        sizes = tuple(self.hidden) + (self.num_out,)
-        for i, width in enumerate(sizes):
-            w = self.param(f"layer_{i}", normal_init(), (x.shape[-1], width))
-            x = x @ (w.astype(x.dtype) / math.sqrt(x.shape[-1]))
-            if i < len(sizes) - 1:
-                x = normalized_silu(x)
-        return x
+    def __call__(self):
+        sizes = (self.num_in,) + tuple(self.hidden) + (self.num_out,)
+        return tuple(
+            self.param(f"layer_{i}", normal_init(), (sizes[i], sizes[i + 1]))
+            for i in range(len(sizes) - 1)
+        )
+
+
+def radial_mlp(ws, x):
+    """[n_edges, num_in] -> [n_edges, num_out] through the weights of :class:`RadialMLP`."""
+    for i, w in enumerate(ws):
+        x = x @ (w.astype(x.dtype) / math.sqrt(x.shape[-1]))
+        if i < len(ws) - 1:
+            x = normalized_silu(x)
+    return x
 
 
 # ----------------------------------------------------------------- edge tensor product
@@ -428,30 +441,49 @@ class SymmetricContraction(nn.Module):
     ls_out: tuple[int, ...]
     correlation: int
     num_species: int
+    node_chunk: int = 0  # > 0: nodes this many at a time (:func:`map_node_chunks`)
 
     @nn.compact
     def __call__(self, x, species):  # [n, D_in, C], [n] -> [n, D_out, C]
         plan = contraction_plan(tuple(self.ls_in), tuple(self.ls_out), self.correlation)
+        dtype = x.dtype
+        c = x.shape[-1]
+        tensors = {}  # (l_out, nu) -> [E, 2l+1, Q, C], the weights folded into U
+        for l_out in self.ls_out:
+            for nu in range(1, self.correlation + 1):
+                k = plan.num_weights[(l_out, nu)]
+                w = self.param(
+                    f"w_{l_out}_{nu}", normal_init(1.0 / k), (self.num_species, k, c)
+                ).astype(dtype)
+                if plan.rows[(l_out, nu)].size == 0:
+                    continue
+                u = jnp.asarray(plan.u_sym[(l_out, nu)], dtype)  # [2l+1, Q, K]
+                tensors[(l_out, nu)] = jnp.einsum("mqk,ekc->emqc", u, w)
+        onehot = jax.nn.one_hot(species, self.num_species, dtype=dtype)
+        return map_node_chunks(
+            lambda x, onehot, tensors: self._contract(plan, x, onehot, tensors),
+            self.node_chunk,
+            x,
+            onehot,
+            tensors,
+        )
+
+    def _contract(self, plan, x, onehot, tensors):
+        """The per-node part: [n, D_in, C], [n, E] -> [n, D_out, C]."""
         dtype = x.dtype
         n, _, c = x.shape
         powers = {1: x[:, np.asarray([k[0] for k in plan.products[1]], np.int32), :]}
         for nu in range(2, self.correlation + 1):
             prefix, last = plan.build[nu]
             powers[nu] = powers[nu - 1][:, prefix, :] * x[:, last, :]  # [n, Q_nu, C]
-        onehot = jax.nn.one_hot(species, self.num_species, dtype=dtype)
         blocks = []
         for l_out in self.ls_out:
             acc = None
             for nu in range(1, self.correlation + 1):
-                k = plan.num_weights[(l_out, nu)]
-                w = self.param(
-                    f"w_{l_out}_{nu}", normal_init(1.0 / k), (self.num_species, k, c)
-                ).astype(dtype)
                 rows = plan.rows[(l_out, nu)]
                 if rows.size == 0:
                     continue
-                u = jnp.asarray(plan.u_sym[(l_out, nu)], dtype)  # [2l+1, Q, K]
-                t = jnp.einsum("mqk,ekc->emqc", u, w)  # weights folded in, per species
+                t = tensors[(l_out, nu)]
                 p = (
                     powers[nu]
                     if rows.size == len(plan.products[nu])
@@ -470,22 +502,70 @@ class SymmetricContraction(nn.Module):
         return jnp.concatenate(blocks, axis=1)
 
 
-def aggregate_messages(
-    plan: ConvPlan, h, sh, weights, senders, receivers, chunk: int = 0
-):
-    """``sum_{e: receivers[e] = i} edge_tensor_product(h[senders[e]], sh[e]; weights[e])``.
+def map_node_chunks(fn, chunk: int, x, onehot, consts):
+    """``fn(x, onehot, consts)`` of per-node arrays, ``chunk`` nodes at a time.
 
-    Returns ``[n_nodes, Q, C]``. With ``chunk > 0`` and more edges than that, edges are
-    processed ``chunk`` at a time in a ``lax.scan`` whose body is rematerialised in the
-    backward pass, so the ``[n_edges, Q, C]`` messages are never all in memory (a
-    cache-sized working set on CPU). Padding edges added to fill the last chunk carry
-    zero weights.
+    With ``chunk > 0`` and more nodes than that (or a symbolic node count), the nodes
+    are padded with zeros to whole chunks and mapped by a ``lax.scan`` whose body is
+    rematerialised in the backward pass: only one chunk's intermediates (MACE's
+    products of features, ``[chunk, Q, C]`` per degree) are ever in memory.
+    """
+    n = x.shape[0]
+    symbolic = not isinstance(n, int)
+    if chunk <= 0 or (not symbolic and n <= chunk):
+        return fn(x, onehot, consts)
+    n_chunks = -(-n // chunk)
+    pad = n_chunks * chunk - n
+
+    def split(a):
+        if symbolic or pad:
+            a = jnp.concatenate([a, jnp.zeros((pad,) + a.shape[1:], a.dtype)])
+        return a.reshape((n_chunks, chunk) + a.shape[1:])
+
+    body_fn = jax.checkpoint(fn)
+    _, out = jax.lax.scan(
+        lambda _, xs: (None, body_fn(*xs, consts)), None, (split(x), split(onehot))
+    )
+    return out.reshape((n_chunks * chunk,) + out.shape[2:])[:n]
+
+
+def aggregate_messages(
+    plan: ConvPlan,
+    h,
+    radial_ws,
+    geometry_fn,
+    vectors,
+    edge_mask,
+    senders,
+    receivers,
+    chunk: int = 0,
+):
+    """``sum_{e: receivers[e] = i} edge_tensor_product(h[senders[e]], sh[e]; w[e])``.
+
+    Per edge, ``radial, sh = geometry_fn(vectors, edge_mask)`` ([n_edges, num_basis]
+    and [n_edges, D_sh]) and ``w = radial_mlp(radial_ws, radial)`` (``[n_edges, P *
+    C]``, channels fastest). Returns ``[n_nodes, Q, C]``.
+
+    With ``chunk > 0`` and more edges than that (or a symbolic edge count, jax.export),
+    the whole edge pipeline runs ``chunk`` edges at a time in a ``lax.scan`` whose body
+    is rematerialised in the backward pass, so nothing edge-sized but the inputs is ever
+    all in memory (a cache-sized working set on CPU). Messages are scatter-added into
+    the node-sized carry outside the rematerialised function (linear: no carry is kept
+    per chunk). Padding edges added to fill the last chunk are masked: zero radial
+    weights, zero messages, zero gradient.
     """
     n = h.shape[0]
-    n_edges = sh.shape[0]
+    n_edges = vectors.shape[0]
+    c = h.shape[-1]
+
+    def messages_fn(h, radial_ws, vectors, edge_mask, senders):
+        radial, sh = geometry_fn(vectors, edge_mask)
+        weights = radial_mlp(radial_ws, radial).reshape(-1, plan.num_paths, c)
+        return edge_tensor_product(plan, h[senders], sh, weights)  # [e, Q, C]
+
     symbolic = not isinstance(n_edges, int)  # jax.export: always take the chunked path
     if chunk <= 0 or (not symbolic and n_edges <= chunk):
-        messages = edge_tensor_product(plan, h[senders], sh, weights)  # [n_edges, Q, C]
+        messages = messages_fn(h, radial_ws, vectors, edge_mask, senders)
         return jax.ops.segment_sum(messages, receivers, num_segments=n)
     n_chunks = -(-n_edges // chunk)
     pad = n_chunks * chunk - n_edges
@@ -495,16 +575,15 @@ def aggregate_messages(
             a = jnp.concatenate([a, jnp.zeros((pad,) + a.shape[1:], a.dtype)])
         return a.reshape((n_chunks, chunk) + a.shape[1:])
 
-    q = sum((2 * l + 1) * plan.mid_counts[l] for l in plan.ls_target)
+    messages_fn = jax.checkpoint(messages_fn)
 
-    @jax.checkpoint
     def body(total, xs):
-        sh_c, w_c, s_c, r_c = xs
-        messages = edge_tensor_product(plan, h[s_c], sh_c, w_c)
-        return total + jax.ops.segment_sum(messages, r_c, num_segments=n), None
+        vectors, edge_mask, senders, receivers = xs
+        messages = messages_fn(h, radial_ws, vectors, edge_mask, senders)
+        return total.at[receivers].add(messages), None
 
-    init = jnp.zeros((n, q, h.shape[-1]), h.dtype)
-    total, _ = jax.lax.scan(
-        body, init, (split(sh), split(weights), split(senders), split(receivers))
-    )
+    xs = (split(vectors), split(edge_mask), split(senders), split(receivers))
+    first = [a[0] for a in xs[:3]]  # one chunk: the messages' shape and dtype
+    shape = jax.eval_shape(messages_fn, h, radial_ws, *first)
+    total, _ = jax.lax.scan(body, jnp.zeros((n,) + shape.shape[1:], shape.dtype), xs)
     return total

@@ -57,11 +57,14 @@ class Interaction(nn.Module):
     num_species: int
     avg_num_neighbors: float
     radial_hidden: tuple[int, ...]
+    num_basis: int
     residual: bool
     edge_chunk: int = 256
 
     @nn.compact
-    def __call__(self, h, sh, radial, species, senders, receivers):
+    def __call__(self, h, species, geometry_fn, edges):
+        """``edges``: ``(vectors, edge_mask, senders, receivers)``; ``geometry_fn(vectors,
+        edge_mask) -> (radial, sh)`` per edge (see :func:`aggregate_messages`)."""
         sc = None
         if self.residual:
             sc = SpeciesLinear(
@@ -73,12 +76,14 @@ class Interaction(nn.Module):
             )(h, species)
         h = IrrepsLinear(self.ls_in, self.ls_in, self.channels, name="linear_up")(h)
         plan = ConvPlan(self.ls_in, self.ls_sh, self.ls_target)
-        weights = RadialMLP(
-            tuple(self.radial_hidden), plan.num_paths * self.channels, name="radial_mlp"
-        )(radial)
-        weights = weights.reshape(-1, plan.num_paths, self.channels)  # [n_edges, P, C]
+        radial_ws = RadialMLP(
+            self.num_basis,
+            tuple(self.radial_hidden),
+            plan.num_paths * self.channels,
+            name="radial_mlp",
+        )()
         messages = aggregate_messages(
-            plan, h, sh, weights, senders, receivers, self.edge_chunk
+            plan, h, radial_ws, geometry_fn, *edges, self.edge_chunk
         )  # [n, Q, C]
         mid_counts = tuple((l, plan.mid_counts[l]) for l in self.ls_target)
         a = MidLinear(mid_counts, self.channels, name="linear")(messages)
@@ -110,8 +115,14 @@ class MACE(nn.Module):
         num_poly_cutoff: order p of the polynomial cutoff envelope.
         radial_mlp: hidden widths of the radial MLP (mace-torch ``radial_MLP``).
         readout_mlp: hidden scalars of the last, non-linear readout (``MLP_irreps``).
-        edge_chunk: process edges this many at a time (0: all at once); changes speed
+        edge_chunk: process edges this many at a time (0: all at once): geometry,
+            radial MLP, tensor product and scatter of each layer in one rematerialised
+            ``lax.scan`` (:func:`~jaxmlp.nn.blocks.aggregate_messages`); changes speed
             and memory, not results.
+        node_chunk: evaluate the product basis this many nodes at a time (0: all at
+            once), rematerialised likewise (:func:`~jaxmlp.nn.blocks.map_node_chunks`):
+            its products of features, ``[n, Q, C]`` per degree, dominate MACE's memory
+            otherwise (about 1.3 MB per atom for the defaults).
     """
 
     num_species: int
@@ -127,6 +138,7 @@ class MACE(nn.Module):
     radial_mlp: tuple[int, ...] = (64, 64, 64)
     readout_mlp: int = 16
     edge_chunk: int = 256
+    node_chunk: int = 64
 
     def _check(self):
         for field in (
@@ -150,17 +162,23 @@ class MACE(nn.Module):
     def __call__(self, vectors, species, senders, receivers, edge_mask):
         self._check()
         c = self.channels
-        vectors = mask_vectors(vectors, edge_mask, self.r_max)  # [n_edges, 3]
-        r = safe_norm(vectors)  # [n_edges]
-        envelope = polynomial_cutoff(r, self.r_max, self.num_poly_cutoff) * edge_mask
-        radial = bessel_basis(r, self.num_bessel, self.r_max) * envelope[:, None]
         ls_sh = tuple(range(self.max_ell + 1))
-        sh = e3nn.spherical_harmonics(
-            e3nn.Irreps.spherical_harmonics(self.max_ell),
-            vectors,
-            normalize=True,
-            normalization="component",
-        ).array  # [n_edges, (max_ell + 1)^2]
+
+        def geometry_fn(vectors, edge_mask):
+            vectors = mask_vectors(vectors, edge_mask, self.r_max)  # [n_edges, 3]
+            r = safe_norm(vectors)  # [n_edges]
+            envelope = polynomial_cutoff(r, self.r_max, self.num_poly_cutoff)
+            envelope = envelope * edge_mask
+            radial = bessel_basis(r, self.num_bessel, self.r_max) * envelope[:, None]
+            sh = e3nn.spherical_harmonics(
+                e3nn.Irreps.spherical_harmonics(self.max_ell),
+                vectors,
+                normalize=True,
+                normalization="component",
+            ).array  # [n_edges, (max_ell + 1)^2]
+            return radial, sh
+
+        edges = (vectors, edge_mask, senders, receivers)
         ls_hidden = tuple(range(self.max_L + 1))
         embed = self.param("embedding", normal_init(), (self.num_species, c))
         h = embed.astype(vectors.dtype)[species][:, None, :] / math.sqrt(
@@ -180,12 +198,18 @@ class MACE(nn.Module):
                 self.num_species,
                 self.avg_num_neighbors,
                 tuple(self.radial_mlp),
+                self.num_bessel,
                 residual=t > 0,
                 edge_chunk=self.edge_chunk,
                 name=f"interaction_{t}",
-            )(h, sh, radial, species, senders, receivers)
+            )(h, species, geometry_fn, edges)
             b = SymmetricContraction(
-                ls_sh, ls_out, self.correlation, self.num_species, name=f"product_{t}"
+                ls_sh,
+                ls_out,
+                self.correlation,
+                self.num_species,
+                node_chunk=self.node_chunk,
+                name=f"product_{t}",
             )(a, species)
             h = IrrepsLinear(ls_out, ls_out, c, name=f"product_linear_{t}")(b)
             if sc is not None:
