@@ -19,6 +19,7 @@ SECTIONS = [
     "model_family",
     "model_family_notes",
     "active_learning",
+    "reaction_speed",
     "committee_cost",
     "data_parallel",
     "large_systems",

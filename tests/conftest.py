@@ -1,6 +1,23 @@
 """Shared fixtures: small float64 models and graphs (x64 only through the fixture)."""
 
-import jax
+import os
+import tempfile
+
+# One persistent XLA compilation cache for the test run, set before jax is imported:
+# the pytest-xdist workers and every subprocess a test starts (CLI runs, notebook
+# kernels, `jaxmlp learn` and its resume, fake-device workers) inherit it, so a
+# program compiled by one is loaded by the others (keyed by the program and the
+# jax/XLA versions, so a stale entry is never used). A size limit turns on jax's
+# file lock (the `filelock` package): concurrent writers and readers never see a
+# partial entry. Traces are still counted: the cache skips XLA, not tracing.
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    os.path.join(tempfile.gettempdir(), f"jaxmlp-tests-xla-cache-{os.getuid()}"),
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 << 30))  # bytes
+
+import jax  # noqa: E402
 import numpy as np
 import pytest
 from ase.build import bulk
@@ -70,3 +87,10 @@ def structures():
 def max_separation_ok(structure: Structure, minimum=0.7) -> bool:
     nb = jaxmlp.neighbor_list(structure, minimum)
     return len(nb.senders) == 0
+
+
+def pytest_collection_modifyitems(config, items):
+    """Long (``slow``) tests first, so that with ``-n 2`` the short ones fill in behind
+    them rather than one long test finishing alone at the end of the run."""
+    del config
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

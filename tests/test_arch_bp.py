@@ -11,6 +11,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from arch_checks import train_and_check_md
 
 from jaxmlp.edges import make_inputs
@@ -146,6 +147,7 @@ def test_an_isolated_atom_has_zero_network_energy(x64):
     np.testing.assert_allclose(energy, 0.0, atol=1e-14)
 
 
+@pytest.mark.slow
 def test_trains_from_config_and_runs_md_matching_the_calculator(tmp_path):
     train_and_check_md(
         tmp_path,

@@ -192,6 +192,7 @@ def forces_mae(model, frames):
     return float(np.abs(out.forces[: len(reference)] - reference).mean())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["lj", "eam"])
 def test_trains_from_config_and_runs_md_matching_the_calculator(tmp_path, name):
     frames = cu_frames()

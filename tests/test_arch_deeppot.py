@@ -8,6 +8,7 @@ continuity, ...) runs for ``deeppot`` in test_architectures.py.
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from arch_checks import train_and_check_md
 from test_arch_bp import cluster_inputs
 
@@ -112,6 +113,7 @@ def test_an_isolated_atom_has_zero_network_energy(x64):
     np.testing.assert_allclose(module.apply(params, inputs), 0.0, atol=1e-14)
 
 
+@pytest.mark.slow
 def test_trains_from_config_and_runs_md_matching_the_calculator(tmp_path):
     train_and_check_md(
         tmp_path,

@@ -59,6 +59,7 @@ def test_spherical_basis_is_the_published_formula(x64):
         np.testing.assert_allclose(j, scipy_jn(l, x32.astype(np.float64)), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_supercell_invariance_and_the_overflow_error(x64):
     """A one-atom primitive cell (every neighbour an image of the atom itself, so k = i
     by index for most triplets) has the per-atom energy of its cubic supercell; an
@@ -91,6 +92,7 @@ def test_supercell_invariance_and_the_overflow_error(x64):
     assert np.isnan(out.energy[0]) and np.isnan(out.forces[:8]).all()
 
 
+@pytest.mark.slow
 def test_trains_from_config_and_runs_md_matching_the_calculator(tmp_path):
     """Triplets built in training (padded batches), in the calculator and in MD (jax-md
     neighbor lists): every MD frame's energy equals a fresh calculator's."""

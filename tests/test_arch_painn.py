@@ -8,6 +8,7 @@ runs for ``painn`` in test_architectures.py.
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from arch_checks import train_and_check_md
 
 from jaxmlp import testing
@@ -124,6 +125,7 @@ def test_zero_vector_features_have_finite_gradients(x64):
     assert np.abs(grads[1][np.array([0, 2])]).max() > 1e-4
 
 
+@pytest.mark.slow
 def test_trains_from_config_and_runs_md_matching_the_calculator(tmp_path):
     train_and_check_md(
         tmp_path,

@@ -78,6 +78,7 @@ def test_equations_by_hand(x64):
     np.testing.assert_allclose(energy, expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_trains_from_config_and_runs_md_matching_the_calculator(tmp_path):
     train_and_check_md(
         tmp_path,

@@ -247,6 +247,7 @@ def test_calculator_names_an_unknown_element(model):
         atoms.get_potential_energy()
 
 
+@pytest.mark.slow
 def test_committee_of_one_and_of_three(x64, structures):
     """A committee evaluates every member in one vmapped call: member k of a K-committee
     equals a single model with member k's params; the mean is the mean."""

@@ -63,6 +63,7 @@ def systems():
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["nequip", "schnet"])
 def test_export_runs_without_jaxmlp_and_equals_the_calculator(name, tmp_path):
     hyper = {
@@ -127,6 +128,7 @@ def test_export_runs_without_jaxmlp_and_equals_the_calculator(name, tmp_path):
     assert np.all(got["0_stress"] == 0.0)  # no periodic direction, no stress
 
 
+@pytest.mark.slow
 def test_a_tampered_or_foreign_file_is_refused(tmp_path):
     from jaxmlp.export import export_model
     from jaxmlp.export_loader import load_exported

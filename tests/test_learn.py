@@ -92,6 +92,7 @@ def campaign(directory, **changes):
     return config
 
 
+@pytest.mark.slow
 def test_campaign_improves_the_test_error_and_skips_failed_labels(tmp_path):
     write_inputs(str(tmp_path))
     config = learn_config_from_dict(

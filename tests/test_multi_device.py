@@ -36,9 +36,10 @@ def run_worker(tmp_path, dtype):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "dtype, tol",
-    [("float64", 1e-12), pytest.param("float32", 1e-6, marks=pytest.mark.slow)],
+    [("float64", 1e-12), ("float32", 1e-6)],
 )
 def test_two_and_four_devices_equal_one(tmp_path, dtype, tol):
     out = run_worker(tmp_path, dtype)

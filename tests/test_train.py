@@ -188,6 +188,7 @@ class Interrupt(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_resume_reproduces_uninterrupted_run(tmp_path):
     data = write_dataset(str(tmp_path))
     full = fit(tiny_config(data, str(tmp_path / "full")))

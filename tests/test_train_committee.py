@@ -46,6 +46,7 @@ def data(tmp_path_factory):
     return write_dataset(str(tmp_path_factory.mktemp("committee")))
 
 
+@pytest.mark.slow
 def test_member_zero_of_a_committee_is_the_single_model(data, tmp_path):
     single = fit(committee_config(data, str(tmp_path / "single"), None))
     three = fit(committee_config(data, str(tmp_path / "three"), 3))
@@ -113,6 +114,7 @@ def test_member_subsets_are_seeded_and_sized():
     assert member_subsets(4, 50, None, 3) is None
 
 
+@pytest.mark.slow
 def test_bootstrap_committee_trains_and_spread_grows_off_distribution(data, tmp_path):
     config = committee_config(
         data,
