@@ -9,6 +9,11 @@ A *committee* (``members=K``) is a model whose params carry a leading member axi
 length K: ``apply_fn`` then returns the committee mean (one vmapped call; forces of the
 mean are the mean of the forces), and :func:`make_member_apply_fn` the single-member
 function that :func:`jaxmlp.potential.predict_members` vmaps for the spread.
+:func:`map_members` is the one place that maps a function over the members, either
+vmapped (one batched program; the default, best on accelerators) or ``"sequential"``
+(a ``lax.map``, one member at a time: on XLA CPU a K = 4 SchNet committee's force costs
+4.0x one model's that way and 6.4x vmapped, see
+``benchmarks/results/committee_cost.md``); :func:`default_member_map` picks one.
 
 A *shallow* committee (``shallow=True``, a last-layer ensemble) shares every parameter
 but the last layer: only the leaves of :func:`head_paths` carry the member axis, and
@@ -184,18 +189,97 @@ def make_member_apply_fn(config: ModelConfig):
     return apply_fn
 
 
-@functools.lru_cache(maxsize=64)
-def make_apply_fn(config: ModelConfig):
+MEMBER_MAPS = ("vmap", "sequential")
+
+
+def default_member_map(config: ModelConfig, platform: str | None = None) -> str:
+    """How to map over a committee's members on ``platform`` (default: JAX's default
+    backend): ``"sequential"`` for a full committee on the CPU, else ``"vmap"``.
+
+    On XLA CPU the vmapped program of K full members is slower than K single-model
+    programs (the batched edge gathers and scatters come with transposes and copies of
+    every [K, n_edges, F] tensor); on accelerators one batched program is the fast one,
+    and a shallow committee needs ``vmap`` to compute its shared trunk once.
+    """
+    if config.members is None or config.shallow:
+        return "vmap"
+    platform = jax.default_backend() if platform is None else platform
+    return "sequential" if platform == "cpu" else "vmap"
+
+
+def map_members(fn, params, axes=0, member_map: str = "vmap"):
+    """``fn(member_params)`` of every member, stacked on a leading [K] axis.
+
+    Args:
+        fn: a function of ONE member's params (closing over everything else).
+        params: committee params (member axis as ``axes`` says).
+        axes: :func:`member_axes` (0, or a shallow committee's pytree: shared leaves
+            are passed to every member as they are).
+        member_map: ``"vmap"`` (one batched program) or ``"sequential"`` (``lax.map``:
+            one member at a time, one model's working set; loop-invariant work such
+            as edge geometry is computed once). Results agree to rounding. Take
+            gradients inside ``fn`` (or rematerialise it, as :func:`make_apply_fn`
+            does), so that each member's backward pass runs in its own iteration.
+    """
+    if member_map == "vmap":
+        return jax.vmap(fn, in_axes=(axes,))(params)
+    if member_map != "sequential":
+        raise ValueError(f"member_map must be one of {MEMBER_MAPS}, got {member_map!r}")
+    if axes == 0:
+        return jax.lax.map(fn, params)
+    is_none = lambda a: a is None
+    mapped = jax.tree.map(
+        lambda a, p: None if a is None else p, axes, params, is_leaf=is_none
+    )
+
+    def one(member):  # member: the mapped leaves of one member, None elsewhere
+        merged = jax.tree.map(
+            lambda a, m, p: p if a is None else m,
+            axes,
+            member,
+            params,
+            is_leaf=is_none,
+        )
+        return fn(merged)
+
+    return jax.lax.map(one, mapped)
+
+
+def make_apply_fn(config: ModelConfig, member_map: str = "vmap"):
     """Pure ``apply_fn(params, inputs) -> [n_nodes]`` eV; for a committee the mean of
-    the members (one vmapped call over the leading params axis)."""
+    the members, mapped over the leading params axis by :func:`map_members`
+    (``member_map``: ``"vmap"``, one batched call, or ``"sequential"``). Cached per
+    (config, member_map)."""
+    return _make_apply_fn(config, member_map)
+
+
+@functools.lru_cache(maxsize=64)
+def _make_apply_fn(config: ModelConfig, member_map: str):
     member_fn = make_member_apply_fn(config)
     if config.members is None:
         return member_fn
+    if member_map not in MEMBER_MAPS:
+        raise ValueError(f"member_map must be one of {MEMBER_MAPS}, got {member_map!r}")
 
     axes = member_fn.member_axes
 
+    def one(p, inputs):
+        return member_fn(p, inputs)
+
+    if member_map == "sequential":
+        # rematerialised: a gradient recomputes each member's forward pass in the
+        # iteration of its backward pass, instead of stacking [K, ...] forward
+        # residuals between two loops (K = 4 SchNet on XLA CPU: 5.4x one model's
+        # force instead of 4.0x). When only the gradient is used (an MD step) the
+        # forward loop is dead and XLA drops it, so nothing is computed twice.
+        # prevent_cse=False: inside a loop there is nothing to deduplicate against
+        # (see the jax.checkpoint docs)
+        one = jax.checkpoint(one, prevent_cse=False)
+
     def apply_fn(params, inputs: EdgeInputs):
-        per_member = jax.vmap(member_fn, in_axes=(axes, None))(params, inputs)
+        per_member = map_members(
+            lambda p: one(p, inputs), params, axes, member_map
+        )  # [K, n_nodes]
         return jnp.mean(per_member, axis=0)
 
     apply_fn.extras = config.extras

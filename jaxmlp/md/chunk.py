@@ -17,7 +17,12 @@ import jax
 import jax.numpy as jnp
 
 from jaxmlp.compile_guard import check_mapping_headroom
-from jaxmlp.md.energy import forces_std, min_edge_length, stress_fn
+from jaxmlp.md.energy import (
+    member_results,
+    min_edge_length,
+    spread_in_frame,
+    stress_fn,
+)
 from jaxmlp.md.momenta import maxwell_boltzmann, remove_rotation
 from jaxmlp.md.simulation import Simulation
 
@@ -69,7 +74,9 @@ def make_observe_fn(sim: Simulation):
     the members' forces, per component, times the model's ``uncertainty_scale``),
     computed inside the compiled chunk: no extra host sync. It is reported in the
     input structure's orientation (``sim.system.rotation`` undone), as the trajectory
-    is; zeros for a single model.
+    is; zeros for a single model. Energy, stress and spread come from one gradient
+    per member (:func:`~jaxmlp.md.energy.member_results`, mapped over the members by
+    ``sim.member_map``): the frame costs K member evaluations, as one step does.
     """
     scale = sim.model.config.uncertainty_scale
     to_input = sim.system.rotation.T  # md_frame = input_frame @ rotation
@@ -79,20 +86,30 @@ def make_observe_fn(sim: Simulation):
         state, nbrs = carry.state, carry.nbrs
         box = sim.state_box(integrator, state)
         dtype = state.position.dtype
-        if box is None:
-            energy = sim.energy_fn(params, state.position, nbrs)
-            stress = cell = jnp.zeros((3, 3), dtype)
-            positions = state.position
-        else:
-            energy, stress = stress_fn(sim.energy_fn, params, state.position, nbrs, box)
-            cell = box.T
-            positions = sim.cartesian(state.position, box)  # [n, 3] Å
-        if sim.member_energy_fn is None:
+        zeros = jnp.zeros((3, 3), dtype)
+        if sim.member_energy_fn is not None:
+            members = member_results(
+                sim.member_energy_fn,
+                params,
+                state.position,
+                nbrs,
+                box,
+                member_map=sim.member_map,
+            )
+            energy = jnp.mean(members.energy)
+            stress = zeros if box is None else jnp.mean(members.stress, axis=0)
+            spread = scale * spread_in_frame(members.forces, to_input)
+        elif box is None:
+            energy, stress = sim.energy_fn(params, state.position, nbrs), zeros
             spread = jnp.zeros_like(state.force)
         else:
-            spread = scale * forces_std(
-                sim.member_energy_fn, params, state.position, nbrs, box, to_input
-            )
+            energy, stress = stress_fn(sim.energy_fn, params, state.position, nbrs, box)
+            spread = jnp.zeros_like(state.force)
+        if box is None:
+            cell, positions = zeros, state.position
+        else:
+            cell = box.T
+            positions = sim.cartesian(state.position, box)  # [n, 3] Å
         return Frames(
             positions=positions,
             momenta=state.momentum,

@@ -7,17 +7,21 @@ box=None, perturbation=None, kT=None) -> eV``: the jax-md Sparse neighbor list g
 ``apply_fn`` gives per-atom energies. Gradients with respect to fractional positions are
 real-space gradients (jax-md defines the derivative of the fractional-to-Cartesian map
 as the identity), so ``-grad`` is the force in eV/Å in both parameterisations.
-:func:`stress_fn` is the strain derivative (eV/Å³), :func:`forces_std` a committee's
-force spread and :func:`min_edge_length` the shortest neighbor distance, a blow-up
-indicator.
+:func:`stress_fn` is the strain derivative (eV/Å³), :func:`member_results` every
+committee member's energy, forces and stress from one gradient each, :func:`forces_std`
+a committee's force spread and :func:`min_edge_length` the shortest neighbor distance, a
+blow-up indicator.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from jaxmlp.edges import EdgeInputs, make_inputs
+from jaxmlp.model import map_members
 
 
 def make_energy_fn(apply_fn, displacement_fn, species):
@@ -114,10 +118,80 @@ def stress_fn(energy_fn, params, positions, neighbor, box):
     return energy, de_deps / jnp.abs(jnp.linalg.det(box))
 
 
-def forces_std(member_energy_fn, params, positions, neighbor, box=None, rotation=None):
+class MemberResults(NamedTuple):
+    """Every committee member's results at one configuration (leading [K] axis)."""
+
+    energy: jnp.ndarray  # [K] eV
+    forces: jnp.ndarray  # [K, n, 3] eV/Å
+    stress: jnp.ndarray | None  # [K, 3, 3] eV/Å³ (ASE sign), None without a box
+
+
+def member_results(
+    member_energy_fn,
+    params,
+    positions,
+    neighbor,
+    box=None,
+    *,
+    member_map: str = "vmap",
+) -> MemberResults:
+    """Energy, forces and (with a ``box``) stress of every member from ONE gradient
+    per member (positions and strain together, as :func:`stress_fn`).
+
+    Args:
+        member_energy_fn: one member's ``energy_fn``; its ``member_axes`` (0, or a
+            shallow committee's pytree) says which params leaves carry the member axis.
+        params: committee params (leading member axis).
+        box: jax-md box (periodic), or None (free: no stress).
+        member_map: ``"vmap"`` (one batched program) or ``"sequential"`` (one member
+            at a time), see :func:`jaxmlp.model.map_members`.
+
+    Means over members equal the committee model's energy, forces and stress (mean of
+    per-atom energies) up to rounding.
+    """
+    axes = getattr(member_energy_fn, "member_axes", 0)  # shallow: shared trunk
+
+    if box is None:
+
+        def one(p):
+            energy, de_dx = jax.value_and_grad(
+                lambda x: member_energy_fn(p, x, neighbor)
+            )(positions)
+            return energy, -de_dx
+
+        energy, forces = map_members(one, params, axes, member_map)
+        return MemberResults(energy, forces, None)
+
+    eye = jnp.eye(3, dtype=box.dtype)
+    volume = jnp.abs(jnp.linalg.det(box))
+
+    def one(p):
+        def energy_of(x, strain):
+            eps = 0.5 * (strain + strain.T)
+            return member_energy_fn(p, x, neighbor, box=box, perturbation=eye + eps)
+
+        energy, (de_dx, de_deps) = jax.value_and_grad(energy_of, argnums=(0, 1))(
+            positions, jnp.zeros_like(box)
+        )
+        return energy, -de_dx, de_deps / volume
+
+    return MemberResults(*map_members(one, params, axes, member_map))
+
+
+def forces_std(
+    member_energy_fn,
+    params,
+    positions,
+    neighbor,
+    box=None,
+    rotation=None,
+    *,
+    member_map: str = "vmap",
+):
     """[n, 3] eV/Å: standard deviation (over members, ddof=0) of a committee's forces,
     per component; ``params`` carry the leading member axis, ``member_energy_fn`` is
-    one member's ``energy_fn``. One vmapped gradient (K member force evaluations).
+    one member's ``energy_fn``. K member force evaluations, mapped by ``member_map``
+    (see :func:`jaxmlp.model.map_members`).
 
     Per-component spreads depend on the frame (their per-atom norm does not):
     ``rotation`` [3, 3] maps the MD frame to the frame to report in
@@ -131,7 +205,13 @@ def forces_std(member_energy_fn, params, positions, neighbor, box=None, rotation
         )
 
     axes = getattr(member_energy_fn, "member_axes", 0)  # shallow: shared trunk
-    forces = jax.vmap(member_forces, in_axes=(axes,))(params)  # [K, n, 3]
+    forces = map_members(member_forces, params, axes, member_map)  # [K, n, 3]
+    return spread_in_frame(forces, rotation)
+
+
+def spread_in_frame(forces, rotation=None):
+    """[n, 3]: per-component standard deviation over the leading member axis of
+    ``forces`` [K, n, 3], taken after ``forces @ rotation`` (MD -> reported frame)."""
     if rotation is not None:
         forces = forces @ jnp.asarray(rotation, forces.dtype)
     return jnp.std(forces, axis=0)

@@ -26,7 +26,7 @@ from jaxmlp.md.integrators import INTEGRATORS, Ensemble, Fire, Integrator, Integ
 from jaxmlp.md.observables import degrees_of_freedom, is_linear
 from jaxmlp.md.space import Space, make_space
 from jaxmlp.md.system import MDSystem, prepare_system
-from jaxmlp.model import Model
+from jaxmlp.model import MEMBER_MAPS, Model, default_member_map, make_apply_fn
 from jaxmlp.precision import resolve, scope
 from jaxmlp.units import KB
 
@@ -71,8 +71,11 @@ class Simulation:
         update_fn: ``(list_positions, nbrs, ref_box, box) -> (nbrs, ref_box)``, the
             declared rebuild policy.
         member_energy_fn: for a committee model, ``energy_fn`` of ONE member (params
-            without the member axis; vmapped for the force spread of each frame),
-            else None.
+            without the member axis; mapped over the members for the force spread of
+            each frame), else None.
+        member_map: how a committee's members are mapped, in ``energy_fn`` and in
+            each frame's spread: ``"vmap"`` or ``"sequential"`` (see
+            :func:`jaxmlp.model.map_members`).
     """
 
     model: Model
@@ -88,6 +91,7 @@ class Simulation:
     neighbor_fns: neighbors.NeighborFns
     update_fn: Callable
     member_energy_fn: Callable | None = None
+    member_map: str = "vmap"
 
     @property
     def x64(self) -> bool:
@@ -176,6 +180,7 @@ def make_simulation(
     skin: float = 0.5,
     capacity_multiplier: float = 1.2,
     masses=None,
+    member_map: str | None = None,
 ) -> Simulation:
     """Prepare a structure and build the energy, neighbor and integrator functions.
 
@@ -193,8 +198,21 @@ def make_simulation(
         skin: neighbor-list skin, Å (see :mod:`jaxmlp.md.neighbors`).
         capacity_multiplier: neighbor slots allocated per edge found.
         masses: [n_atoms] amu (default: ASE's masses, or those set on ``ase.Atoms``).
+        member_map: for a committee, how its members are evaluated in every step and
+            frame: ``"vmap"`` (one batched program) or ``"sequential"`` (``lax.map``,
+            one member at a time); same results up to rounding. Default
+            (:func:`jaxmlp.model.default_member_map`): ``"sequential"`` for a full
+            committee when JAX's default backend is the CPU (there a vmapped K = 4
+            SchNet committee's MD step costs 5.3x one model's, a sequential one
+            3.5x: ``benchmarks/results/committee_cost.md``), ``"vmap"`` otherwise
+            (accelerators; shallow committees, whose shared trunk only ``vmap``
+            computes once).
     """
     np_dtype = resolve(dtype)  # validates the string; None follows the caller's x64
+    if member_map is None:
+        member_map = default_member_map(model.config)
+    if member_map not in MEMBER_MAPS:
+        raise ValueError(f"member_map must be one of {MEMBER_MAPS}, got {member_map!r}")
     if not skin > 0:
         raise ValueError(f"skin must be positive (Å), got {skin}")
     if not capacity_multiplier >= 1.0:
@@ -222,7 +240,9 @@ def make_simulation(
         if system.periodic and not method.fractional:
             list_space = make_space(system, np_dtype)
         energy_fn = make_energy_fn(
-            model.apply_fn, space.displacement_fn, system.species
+            make_apply_fn(model.config, member_map),
+            space.displacement_fn,
+            system.species,
         )
         member_energy_fn = None
         if model.members is not None:
@@ -255,4 +275,5 @@ def make_simulation(
         neighbor_fns,
         update_fn,
         member_energy_fn,
+        member_map,
     )
