@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmlp.nn.chunks import split_chunks
+
 
 def _silu_second_moment() -> float:
     """E[silu(z)^2] for z ~ N(0, 1), by Gauss-Hermite quadrature (deterministic)."""
@@ -514,19 +516,10 @@ def map_node_chunks(fn, chunk: int, x, onehot, consts):
     symbolic = not isinstance(n, int)
     if chunk <= 0 or (not symbolic and n <= chunk):
         return fn(x, onehot, consts)
-    n_chunks = -(-n // chunk)
-    pad = n_chunks * chunk - n
-
-    def split(a):
-        if symbolic or pad:
-            a = jnp.concatenate([a, jnp.zeros((pad,) + a.shape[1:], a.dtype)])
-        return a.reshape((n_chunks, chunk) + a.shape[1:])
-
     body_fn = jax.checkpoint(fn)
-    _, out = jax.lax.scan(
-        lambda _, xs: (None, body_fn(*xs, consts)), None, (split(x), split(onehot))
-    )
-    return out.reshape((n_chunks * chunk,) + out.shape[2:])[:n]
+    xs = (split_chunks(x, chunk), split_chunks(onehot, chunk))
+    _, out = jax.lax.scan(lambda _, xs: (None, body_fn(*xs, consts)), None, xs)
+    return out.reshape((out.shape[0] * chunk,) + out.shape[2:])[:n]
 
 
 def aggregate_messages(
@@ -567,14 +560,7 @@ def aggregate_messages(
     if chunk <= 0 or (not symbolic and n_edges <= chunk):
         messages = messages_fn(h, radial_ws, vectors, edge_mask, senders)
         return jax.ops.segment_sum(messages, receivers, num_segments=n)
-    n_chunks = -(-n_edges // chunk)
-    pad = n_chunks * chunk - n_edges
-
-    def split(a):
-        if symbolic or pad:
-            a = jnp.concatenate([a, jnp.zeros((pad,) + a.shape[1:], a.dtype)])
-        return a.reshape((n_chunks, chunk) + a.shape[1:])
-
+    split = lambda a: split_chunks(a, chunk)
     messages_fn = jax.checkpoint(messages_fn)
 
     def body(total, xs):

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmlp.nn.chunks import split_chunks
 from jaxmlp.nn.radial import bessel_basis, mask_vectors, polynomial_cutoff, safe_norm
 from jaxmlp.nn.tensor_product import (
     Irrep,
@@ -277,17 +278,8 @@ class EdgeChunks(NamedTuple):
 
 def chunk_edges(chunk: int, vectors, senders, receivers, edge_mask) -> EdgeChunks:
     """Split the edge arrays into chunks of ``chunk`` edges (see :class:`EdgeChunks`)."""
-    n_edges = vectors.shape[0]
-    n_chunks = -(-n_edges // chunk)
-    pad = n_chunks * chunk - n_edges
-
-    def split(a):
-        if pad:
-            a = jnp.concatenate([a, jnp.zeros((pad,) + a.shape[1:], a.dtype)])
-        return a.reshape((n_chunks, chunk) + a.shape[1:])
-
     return EdgeChunks(
-        split(vectors), split(edge_mask), split(senders), split(receivers)
+        *(split_chunks(a, chunk) for a in (vectors, edge_mask, senders, receivers))
     )
 
 
